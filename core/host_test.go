@@ -75,7 +75,10 @@ func (m *testModule) Reload(ctx *Context) error {
 }
 func (m *testModule) Commands() []*cli.Command {
 	return []*cli.Command{{Path: "test " + m.info.Name, Summary: "test command",
-		Run: func(_ context.Context, w io.Writer, _ []string) error { _, err := io.WriteString(w, m.value); return err }}}
+		Run: func(_ context.Context, w io.Writer, _ []string) error {
+			_, err := io.WriteString(w, m.value)
+			return err
+		}}}
 }
 
 type spec struct {
