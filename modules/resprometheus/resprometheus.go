@@ -1,0 +1,202 @@
+// Package resprometheus is the res_prometheus module: it serves /metrics on a
+// loopback address with the Prometheus Go client. It owns no metrics of its
+// own subject: at every scrape it collects from each running module that
+// implements prometheus.Collector, plus the host's module states and the Go
+// runtime, so a module only has to describe its own counters.
+package resprometheus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-dp/switchboard/cli"
+	"github.com/switchboard-dp/switchboard/conf"
+	"github.com/switchboard-dp/switchboard/core"
+)
+
+// Name is the module's name.
+const Name = "res_prometheus"
+
+func init() {
+	core.Register(info)
+}
+
+var info = core.ModuleInfo{
+	Name:        Name,
+	Description: "Prometheus metrics on /metrics",
+	Priority:    core.PriorityApplication + 50,
+	Support:     core.SupportExtended,
+	New:         func() core.Module { return new(Module) },
+}
+
+// Config is res_prometheus.conf's [general] section.
+type Config struct {
+	Enabled bool `conf:"enabled" default:"yes"`
+	// Bind is the listen address; it must be a loopback address unless
+	// AllowRemote is set.
+	Bind        string `conf:"bind" default:"127.0.0.1:8088"`
+	URI         string `conf:"uri" default:"/metrics"`
+	AllowRemote bool   `conf:"allow_remote" default:"no"`
+}
+
+// Module is the running res_prometheus.
+type Module struct {
+	cfg  Config
+	host *core.Host
+
+	mu     sync.Mutex
+	srv    *http.Server
+	addr   string
+	scrape prometheus.Counter
+}
+
+var (
+	_ core.Configurer = (*Module)(nil)
+	_ core.Starter    = (*Module)(nil)
+	_ core.Stopper    = (*Module)(nil)
+	_ core.Commander  = (*Module)(nil)
+)
+
+// Info implements core.Module.
+func (m *Module) Info() core.ModuleInfo { return info }
+
+// Configure reads res_prometheus.conf (defaults when it is missing).
+func (m *Module) Configure(ctx *core.Context) error {
+	cfg, err := load(ctx)
+	if err != nil {
+		return err
+	}
+	if !cfg.Enabled {
+		return core.Decline("enabled = no in res_prometheus.conf")
+	}
+	m.cfg = cfg
+	return nil
+}
+
+func load(ctx *core.Context) (Config, error) {
+	var cfg Config
+	f, err := ctx.LoadConfig("res_prometheus.conf")
+	if errors.Is(err, fs.ErrNotExist) {
+		ctx.Logger.Info("no res_prometheus.conf; using defaults")
+		return cfg, conf.Decode(&conf.Section{Name: "general"}, &cfg)
+	}
+	if err != nil {
+		return cfg, err
+	}
+	s := f.Section("general")
+	if s == nil {
+		s = &conf.Section{Name: "general", File: f.Path}
+	}
+	if err := conf.Decode(s, &cfg); err != nil {
+		return cfg, err
+	}
+	host, _, err := net.SplitHostPort(cfg.Bind)
+	if err != nil {
+		return cfg, fmt.Errorf("%s: [general] bind: %w", f.Path, err)
+	}
+	if ip := net.ParseIP(host); !cfg.AllowRemote && (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+		return cfg, fmt.Errorf("%s: [general] bind: %s is not a loopback address (set allow_remote = yes to expose metrics)", f.Path, cfg.Bind)
+	}
+	return cfg, nil
+}
+
+// Start listens and serves.
+func (m *Module) Start(ctx *core.Context) error {
+	m.host = ctx.Host()
+	reg := prometheus.NewRegistry()
+	m.scrape = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_metrics_scrapes_total",
+		Help: "Scrapes of the metrics endpoint."})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.scrape, &hostCollector{host: m.host, self: m})
+	ln, err := net.Listen("tcp", m.cfg.Bind)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.cfg.Bind, err)
+	}
+	mux := http.NewServeMux()
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil})
+	mux.Handle(m.cfg.URI, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.scrape.Inc()
+		h.ServeHTTP(w, r)
+	}))
+	srv := &http.Server{Handler: mux}
+	m.mu.Lock()
+	m.srv, m.addr = srv, ln.Addr().String()
+	m.mu.Unlock()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			ctx.Logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	ctx.Logger.Info("serving metrics", "url", "http://"+m.addr+m.cfg.URI)
+	return nil
+}
+
+// Addr returns the address the server listens on.
+func (m *Module) Addr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.addr
+}
+
+// Stop shuts the server down.
+func (m *Module) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	srv := m.srv
+	m.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
+
+// Commands implements core.Commander.
+func (m *Module) Commands() []*cli.Command {
+	return []*cli.Command{{
+		Path: "prometheus show status", Summary: "Show the metrics endpoint", Usage: "prometheus show status",
+		Run: func(_ context.Context, w io.Writer, args []string) error {
+			if len(args) > 0 {
+				return cli.Usagef("takes no arguments")
+			}
+			fmt.Fprintf(w, "Metrics URL: http://%s%s\n", m.Addr(), m.cfg.URI)
+			return nil
+		},
+	}}
+}
+
+// hostCollector gathers, at scrape time, the module states and the metrics
+// of every running module that is a prometheus.Collector. It is unchecked
+// (describes nothing), since modules come and go.
+type hostCollector struct {
+	host *core.Host
+	self *Module
+}
+
+var moduleUp = prometheus.NewDesc("switchboard_module_up",
+	"1 if the module is running, 0 if it is declined, failed or stopped.", []string{"module", "state"}, nil)
+
+func (c *hostCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.host.Modules() {
+		v := 0.0
+		if st.State == core.StateRunning {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(moduleUp, prometheus.GaugeValue, v, st.Name, st.State.String())
+	}
+	for _, mod := range c.host.Running() {
+		if col, ok := mod.(prometheus.Collector); ok && mod != core.Module(c.self) {
+			col.Collect(ch)
+		}
+	}
+}
