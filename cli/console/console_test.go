@@ -132,7 +132,7 @@ func TestConsoleEOFEnds(t *testing.T) {
 type failingRunner struct{ err error }
 
 func (f failingRunner) Run(context.Context, io.Writer, string) error { return f.err }
-func (f failingRunner) Complete(string) []string                   { return nil }
+func (f failingRunner) Complete(string) []string                     { return nil }
 
 func TestConsoleFatalError(t *testing.T) {
 	lost := errors.New("connection lost")
