@@ -1,0 +1,166 @@
+package cdr
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func sample() *Record {
+	return &Record{
+		TS:           1717430400123,
+		IP:           netip.MustParseAddr("192.168.1.42"),
+		SubscriberID: "subscriber-42",
+		Domain:       []byte("malware.ru"),
+		QType:        1,
+		Action:       ActionSinkhole,
+		Group:        3,
+		Category:     1,
+	}
+}
+
+func TestAppendJSONWireFormat(t *testing.T) {
+	got := string(AppendJSON(nil, sample()))
+	want := `{"ts":1717430400123,"ip":"192.168.1.42","subscriber_id":"subscriber-42","domain":"malware.ru","qtype":1,"action":"sinkhole","group":3,"category":"0x00000001"}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	r := sample()
+	r.Seq = 77
+	r.Category = 0xdeadbeef
+	r.IP = netip.MustParseAddr("2001:db8::1")
+	got = string(AppendJSON(nil, r))
+	want = `{"ts":1717430400123,"ip":"2001:db8::1","subscriber_id":"subscriber-42","domain":"malware.ru","qtype":1,"action":"sinkhole","group":3,"category":"0xdeadbeef","seq":77}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	r.IP = netip.MustParseAddr("fe80::1%eth\"0")
+	if !json.Valid(AppendJSON(nil, r)) {
+		t.Fatalf("zone: invalid JSON %s", AppendJSON(nil, r))
+	}
+	r.IP = netip.Addr{}
+	if got := string(AppendJSON(nil, r)); !strings.Contains(got, `"ip":""`) {
+		t.Fatalf("invalid addr: %s", got)
+	}
+}
+
+func TestAppendJSONEscapes(t *testing.T) {
+	for _, d := range []string{"a\"b", "a\\b", "\x00\x01\x1f\x7f", "\n\r\t", "\xff\xfe", "é.example", "\u2028\u2029", "ok\xc3", "<&>"} {
+		r := sample()
+		r.Domain = []byte(d)
+		r.SubscriberID = d
+		checkRoundTrip(t, r)
+	}
+}
+
+// wire is the decoded form of the wire format.
+type wire struct {
+	TS           int64  `json:"ts"`
+	IP           string `json:"ip"`
+	SubscriberID string `json:"subscriber_id"`
+	Domain       string `json:"domain"`
+	QType        uint16 `json:"qtype"`
+	Action       string `json:"action"`
+	Group        uint32 `json:"group"`
+	Category     string `json:"category"`
+	Seq          uint64 `json:"seq"`
+}
+
+// want returns s as encoding/json would carry it: each byte that is not
+// part of valid UTF-8 becomes U+FFFD.
+func wantString(s []byte) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRune(s)
+		b.WriteRune(r)
+		s = s[n:]
+	}
+	return b.String()
+}
+
+func checkRoundTrip(t testing.TB, r *Record) {
+	t.Helper()
+	out := AppendJSON(nil, r)
+	if !json.Valid(out) {
+		t.Fatalf("invalid JSON for domain %q: %s", r.Domain, out)
+	}
+	var w wire
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		t.Fatalf("decode %s: %v", out, err)
+	}
+	if w.Domain != wantString(r.Domain) {
+		t.Fatalf("domain %q came back as %q", r.Domain, w.Domain)
+	}
+	if w.SubscriberID != wantString([]byte(r.SubscriberID)) {
+		t.Fatalf("subscriber %q came back as %q", r.SubscriberID, w.SubscriberID)
+	}
+	// Same result as encoding/json.
+	std, _ := json.Marshal(string(r.Domain))
+	var s string
+	if err := json.Unmarshal(std, &s); err != nil || s != w.Domain {
+		t.Fatalf("encoding/json gives %q, we give %q", s, w.Domain)
+	}
+	if w.TS != r.TS || w.QType != r.QType || w.Group != r.Group || w.Seq != r.Seq || w.Action != wantString([]byte(r.Action)) {
+		t.Fatalf("fields differ: %+v vs %+v", w, r)
+	}
+	// Field order.
+	keys := []string{`"ts":`, `"ip":`, `"subscriber_id":`, `"domain":`, `"qtype":`, `"action":`, `"group":`, `"category":`}
+	last := -1
+	for _, k := range keys {
+		i := bytes.Index(out, []byte(k))
+		if i <= last {
+			t.Fatalf("field %s out of order in %s", k, out)
+		}
+		last = i
+	}
+}
+
+func FuzzAppendJSON(f *testing.F) {
+	f.Add([]byte("malware.ru"), "subscriber-42", uint32(1), uint64(0))
+	f.Add([]byte("a\"b\\c\x00\xff"), "x\ny", uint32(0xffffffff), uint64(1))
+	f.Add([]byte("\u2028é"), "", uint32(0), uint64(1<<63))
+	f.Fuzz(func(t *testing.T, domain []byte, sub string, cat uint32, seq uint64) {
+		r := sample()
+		r.Domain, r.SubscriberID, r.Category, r.Seq = domain, sub, cat, seq
+		checkRoundTrip(t, r)
+	})
+}
+
+func TestAppendJSONNoAlloc(t *testing.T) {
+	r := sample()
+	buf := make([]byte, 0, 512)
+	n := testing.AllocsPerRun(1000, func() { buf = AppendJSON(buf[:0], r) })
+	if n != 0 {
+		t.Fatalf("AppendJSON allocates %v times", n)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	if got := AppendKeyBinary(nil, netip.MustParseAddr("192.168.1.42")); !bytes.Equal(got, []byte{192, 168, 1, 42}) {
+		t.Fatalf("v4 key %v", got)
+	}
+	if got := AppendKeyBinary(nil, netip.MustParseAddr("::ffff:10.0.0.1")); !bytes.Equal(got, []byte{10, 0, 0, 1}) {
+		t.Fatalf("mapped key %v", got)
+	}
+	if got := AppendKeyBinary(nil, netip.MustParseAddr("2001:db8::1")); len(got) != 16 {
+		t.Fatalf("v6 key %v", got)
+	}
+	if got := string(AppendKeyText(nil, netip.MustParseAddr("::ffff:10.0.0.1"))); got != "10.0.0.1" {
+		t.Fatalf("text key %q", got)
+	}
+}
+
+func BenchmarkAppendJSON(b *testing.B) {
+	r := sample()
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendJSON(buf[:0], r)
+	}
+	b.SetBytes(int64(len(buf)))
+}
