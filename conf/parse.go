@@ -16,6 +16,11 @@ import (
 // without repeating (through symbolic links, say).
 const maxIncludeDepth = 32
 
+// maxInherited bounds the keys copied from templates in one Parse, so that a
+// small file whose templates each inherit an earlier one twice cannot
+// expand to billions of keys.
+const maxInherited = 200_000
+
 // File is a parsed configuration file with its includes resolved and its
 // template inheritance applied.
 type File struct {
@@ -151,6 +156,7 @@ type parser struct {
 	byName  map[string]*rawSection
 	cur     *rawSection // section receiving keys; nil before the first header
 	unknown []laterRef
+	copied  int // keys copied from templates so far
 }
 
 func parse(name string, data []byte, read func(string) ([]byte, error)) (*File, error) {
@@ -358,6 +364,12 @@ func (p *parser) header(file string, n int, text string) {
 			e := p.errorf(file, n, "", "unknown template %q", t)
 			p.unknown = append(p.unknown, laterRef{name: t, err: e})
 			continue
+		}
+		if p.copied += len(base.sec.Keys); p.copied > maxInherited {
+			if p.copied-len(base.sec.Keys) <= maxInherited { // report it once
+				p.errorf(file, n, "", "template %q: templates expand to more than %d inherited keys", t, maxInherited)
+			}
+			break
 		}
 		rs.sec.Templates = append(rs.sec.Templates, t)
 		for _, k := range base.sec.Keys {

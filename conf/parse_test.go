@@ -256,6 +256,18 @@ func TestIncludeDepth(t *testing.T) {
 	}
 }
 
+func TestInheritanceBlowUp(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[t0](!)\nx = 1\n")
+	for i := 1; i < 40; i++ {
+		fmt.Fprintf(&b, "[t%d](!,t%d,t%d)\n", i, i-1, i-1)
+	}
+	_, err := Parse("x.conf", []byte(b.String()))
+	if err == nil || err.Error() != "x.conf:19: [t17]: template \"t16\": templates expand to more than 200000 inherited keys" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func TestLoadMissing(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.conf"))
 	if !errors.Is(err, fs.ErrNotExist) {
