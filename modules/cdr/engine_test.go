@@ -24,7 +24,7 @@ type fakeBackend struct {
 
 func (f *fakeBackend) Name() string              { return f.name }
 func (f *fakeBackend) FlushAfter() time.Duration { return f.age }
-func (f *fakeBackend) NewBatcher() Batcher        { return &fakeBatcher{f: f} }
+func (f *fakeBackend) NewBatcher() Batcher       { return &fakeBatcher{f: f} }
 
 type fakeBatcher struct {
 	f    *fakeBackend
