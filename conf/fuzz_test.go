@@ -3,6 +3,7 @@ package conf
 import (
 	"io/fs"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -82,6 +83,13 @@ func FuzzParse(f *testing.F) {
 				if k.Name == "" || k.Line < 1 || k.File == "" {
 					t.Fatalf("bad key %+v", k)
 				}
+			}
+		}
+		for _, s := range file.Sections {
+			var v allTypes
+			before := v
+			if err := Decode(s, &v); err != nil && !reflect.DeepEqual(v, before) {
+				t.Fatalf("Decode changed its target on error: %v", err)
 			}
 		}
 		if _, err := file.INI(); err != nil {
