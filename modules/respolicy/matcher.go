@@ -1,0 +1,281 @@
+package respolicy
+
+import (
+	"github.com/flier/gohs/hyperscan"
+)
+
+// Matcher decides query names for one worker goroutine. It owns that
+// worker's Hyperscan scratch and burst buffers, so it must not be shared
+// between goroutines; make one per worker with Module.NewMatcher and Close
+// it when the worker ends.
+type Matcher struct {
+	src interface{ Snapshot() *Snapshot }
+
+	scratch    *hyperscan.Scratch
+	scratchVer uint64
+
+	// burst state
+	buf    []byte
+	endIdx []int32 // byte offset just past a name's delimiter -> name index
+	best   []burstBest
+	names  []int // name indices of the current scan
+	onHit  hyperscan.MatchHandler
+	curDB  *hsDB
+	bs     burstScratch
+}
+
+// burstBest is the most specific Hyperscan match of one name in one scan.
+type burstBest struct {
+	white, black, mal int32 // pattern id + 1, 0 = none
+}
+
+// newMatcher returns a matcher reading snapshots from src.
+func newMatcher(src interface{ Snapshot() *Snapshot }) *Matcher {
+	mt := &Matcher{src: src}
+	mt.onHit = mt.handle
+	return mt
+}
+
+// Decide returns the decision for qname (any case, trailing dot or not) in
+// the named group against the current snapshot. An unknown group is decided
+// with the default group's tables (see Config) or, with none, only the
+// malicious table, and Decision.Group 0. It does not allocate.
+func (mt *Matcher) Decide(group string, qname []byte) Decision {
+	return mt.src.Snapshot().Decide(group, qname)
+}
+
+// Close frees the matcher's Hyperscan scratch.
+func (mt *Matcher) Close() {
+	if mt.scratch != nil {
+		_ = mt.scratch.Free()
+		mt.scratch = nil
+	}
+}
+
+// ensureScratch makes the matcher's scratch fit db. The old scratch is freed
+// here, in the matcher's own goroutine, never while a scan uses it.
+func (mt *Matcher) ensureScratch(db *hsDB) bool {
+	if mt.scratch != nil && mt.scratchVer >= db.serial {
+		return true
+	}
+	s, v, err := cloneProto()
+	if err != nil {
+		return false
+	}
+	if mt.scratch != nil {
+		_ = mt.scratch.Free()
+	}
+	mt.scratch, mt.scratchVer = s, v
+	return true
+}
+
+// handle records one Hyperscan match: to is the offset just past the
+// delimiter of the name that matched.
+func (mt *Matcher) handle(id uint, _, to uint64, _ uint, _ interface{}) error {
+	ni := mt.endIdx[to]
+	if ni < 0 {
+		return nil
+	}
+	db := mt.curDB
+	b := &mt.best[ni]
+	slot := &db.src.slots[db.ids[id]]
+	switch slot.list {
+	case ListWhitelist:
+		if b.white == 0 || db.lens[b.white-1] < db.lens[id] {
+			b.white = int32(id) + 1
+		}
+	case ListBlacklist:
+		if b.black == 0 || db.lens[b.black-1] < db.lens[id] {
+			b.black = int32(id) + 1
+		}
+	case ListMalicious:
+		if b.mal == 0 || db.lens[b.mal-1] < db.lens[id] {
+			b.mal = int32(id) + 1
+		}
+	}
+	return nil
+}
+
+// fill lays names out in the burst buffer as ".name\n" (lower case, trailing
+// dot dropped) and returns false for a name Hyperscan cannot take (empty,
+// too long, or holding the delimiter); those names go through the hash
+// walk.
+func (mt *Matcher) fill(qnames [][]byte, idx []int, ok []bool) {
+	mt.buf = mt.buf[:0]
+	for _, i := range idx {
+		q := qnames[i]
+		if n := len(q); n > 0 && q[n-1] == '.' {
+			q = q[:n-1]
+		}
+		ok[i] = len(q) > 0 && len(q) <= MaxNameLen
+		if !ok[i] {
+			continue
+		}
+		start := len(mt.buf)
+		mt.buf = append(mt.buf, '.')
+		for _, c := range q {
+			if c == hsDelim {
+				ok[i] = false
+				break
+			}
+			mt.buf = append(mt.buf, lower[c])
+		}
+		if !ok[i] {
+			mt.buf = mt.buf[:start]
+			continue
+		}
+		mt.buf = append(mt.buf, hsDelim)
+		for len(mt.endIdx) <= len(mt.buf) {
+			mt.endIdx = append(mt.endIdx, -1)
+		}
+		mt.endIdx[len(mt.buf)] = int32(i)
+	}
+}
+
+// clearEnds resets the end-offset index after a burst.
+func (mt *Matcher) clearEnds() {
+	for i := range mt.endIdx[:min(len(mt.endIdx), len(mt.buf)+1)] {
+		mt.endIdx[i] = -1
+	}
+}
+
+// scan runs db over the current buffer.
+func (mt *Matcher) scan(db *hsDB) bool {
+	if db == nil || len(mt.buf) == 0 || !db.acquire() {
+		return false
+	}
+	defer db.release()
+	if !mt.ensureScratch(db) {
+		return false
+	}
+	mt.curDB = db
+	err := db.db.Scan(mt.buf, mt.scratch, mt.onHit, nil)
+	mt.curDB = nil
+	return err == nil
+}
+
+// DecideBurst decides a burst of query names: out[i] is the decision for
+// qnames[i] in groups[i]. All the burst is decided against one snapshot.
+// With burst_engine = hyperscan, names whose group and the malicious table
+// have a current compiled database (and no pending delta) are matched with
+// one Hyperscan scan per group present in the burst plus one for the
+// malicious table; the others take the hash walk. With burst_engine = hash
+// (the default, which the benchmark proved faster) it is a loop over the
+// hash walk. Decisions are identical either way.
+func (mt *Matcher) DecideBurst(groups []string, qnames [][]byte, out []Decision) {
+	s := mt.src.Snapshot()
+	if !s.burstHS {
+		for i, q := range qnames {
+			out[i] = s.Decide(groups[i], q)
+		}
+		return
+	}
+	mt.decideBurstHS(s, groups, qnames, out)
+}
+
+// burstScratch holds the per-burst slices of a matcher.
+type burstScratch struct {
+	gs    []*GroupPolicy
+	useHS []bool
+	ok    []bool
+	idx   []int
+	done  []*GroupPolicy
+}
+
+func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, out []Decision) {
+	n := len(qnames)
+	b := &mt.bs
+	if cap(b.gs) < n {
+		b.gs, b.useHS, b.ok, mt.best = make([]*GroupPolicy, n), make([]bool, n), make([]bool, n), make([]burstBest, n)
+	}
+	b.gs, b.useHS, b.ok, mt.best = b.gs[:n], b.useHS[:n], b.ok[:n], mt.best[:n]
+	mal := &s.malicious
+	malEmpty := mal.base.n == 0 && mal.delta.n == 0
+	malOK := malEmpty || (s.malHS != nil && mal.delta.n == 0)
+	for i := range qnames {
+		g := s.groups[groups[i]]
+		if g == nil {
+			g = s.defGroup
+		}
+		b.gs[i] = g
+		mt.best[i] = burstBest{}
+		b.useHS[i] = malOK && (g == nil || (g.tables.delta.n == 0 && (g.tables.base.n == 0 || g.hs != nil)))
+	}
+	// One scan per group with a database.
+	b.done = b.done[:0]
+	for i := range qnames {
+		g := b.gs[i]
+		if !b.useHS[i] || g == nil || g.hs == nil || containsGroup(b.done, g) {
+			continue
+		}
+		b.done = append(b.done, g)
+		b.idx = b.idx[:0]
+		for j := i; j < n; j++ {
+			if b.gs[j] == g && b.useHS[j] {
+				b.idx = append(b.idx, j)
+			}
+		}
+		mt.fill(qnames, b.idx, b.ok)
+		scanned := mt.scan(g.hs)
+		mt.clearEnds()
+		for _, j := range b.idx {
+			b.useHS[j] = scanned && b.ok[j]
+		}
+	}
+	if !malEmpty {
+		b.idx = b.idx[:0]
+		for i := range qnames {
+			if b.useHS[i] {
+				b.idx = append(b.idx, i)
+			}
+		}
+		if len(b.idx) > 0 {
+			mt.fill(qnames, b.idx, b.ok)
+			scanned := mt.scan(s.malHS)
+			mt.clearEnds()
+			for _, j := range b.idx {
+				b.useHS[j] = scanned && b.ok[j]
+			}
+		}
+	}
+	for i, q := range qnames {
+		g := b.gs[i]
+		if !b.useHS[i] {
+			out[i] = s.decide(g, q)
+			continue
+		}
+		var d Decision
+		if g != nil {
+			d.Group = g.ID
+		}
+		bb := mt.best[i]
+		var db *hsDB
+		var id int32
+		switch {
+		case bb.mal != 0 && (bb.white == 0 || !s.whitelistWins):
+			db, id, d.Action, d.Table = s.malHS, bb.mal-1, ActionSinkhole, TableMalicious
+		case bb.white != 0:
+			db, id, d.Action, d.Table = g.hs, bb.white-1, ActionAllow, TableWhitelist
+		case bb.black != 0:
+			db, id, d.Action, d.Table = g.hs, bb.black-1, ActionBlock, TableBlacklist
+		}
+		if db != nil {
+			j := int(db.ids[id])
+			sl := &db.src.slots[j]
+			d.Category, d.Entry = sl.cat, db.src.name(j)
+			if d.Action == ActionSinkhole {
+				d.Confidence = sl.conf
+			}
+		}
+		out[i] = d
+	}
+}
+
+func containsGroup(gs []*GroupPolicy, g *GroupPolicy) bool {
+	for _, x := range gs {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,212 @@
+package respolicy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Message types of the policy feed.
+const (
+	TypeBeginSync    = "BEGIN_SYNC"
+	TypeAddDomain    = "ADD_DOMAIN"
+	TypeRemoveDomain = "REMOVE_DOMAIN"
+	TypeSyncComplete = "SYNC_COMPLETE"
+	TypeAddMalicious = "ADD_MALICIOUS"
+)
+
+// MessageTypes lists the message types, in the order the CLI shows them.
+var MessageTypes = []string{TypeBeginSync, TypeAddDomain, TypeRemoveDomain, TypeSyncComplete, TypeAddMalicious}
+
+// Reasons a message is rejected (label values of the rejected counters).
+const (
+	ReasonMalformedJSON        = "malformed_json"
+	ReasonUnknownType          = "unknown_type"
+	ReasonMissingField         = "missing_field"
+	ReasonInvalidField         = "invalid_field"
+	ReasonCompleteWithoutBegin = "complete_without_begin"
+	ReasonBeginWhileOpen       = "begin_while_open"
+)
+
+// RejectReasons lists every reason, in the order the CLI shows them.
+var RejectReasons = []string{ReasonMalformedJSON, ReasonUnknownType, ReasonMissingField,
+	ReasonInvalidField, ReasonCompleteWithoutBegin, ReasonBeginWhileOpen}
+
+// RejectError says why a message was skipped. The active policy is never
+// touched by a rejected message.
+type RejectError struct {
+	Reason string // one of the Reason constants
+	Detail string
+}
+
+func (e *RejectError) Error() string { return e.Reason + ": " + e.Detail }
+
+// RejectReason returns the reason of a *RejectError in err's chain, or "".
+func RejectReason(err error) string {
+	var r *RejectError
+	if errors.As(err, &r) {
+		return r.Reason
+	}
+	return ""
+}
+
+func reject(reason, format string, a ...any) *RejectError {
+	return &RejectError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
+}
+
+// Message is one parsed, validated message of the policy feed.
+type Message struct {
+	// Type is one of the Type constants.
+	Type string
+	// Group is group_id (empty for ADD_MALICIOUS).
+	Group string
+	// Domain is the normalised domain (ADD_DOMAIN, REMOVE_DOMAIN, ADD_MALICIOUS).
+	Domain string
+	// List is the action of ADD_DOMAIN (whitelist or blacklist), or
+	// ListMalicious for ADD_MALICIOUS.
+	List List
+	// Category is the category bitmask (optional, default 0).
+	Category uint32
+	// Confidence is ADD_MALICIOUS's confidence, 0-100 (optional, default 0).
+	Confidence uint8
+}
+
+// wireMessage is the JSON form; pointers tell absent fields from zero ones.
+type wireMessage struct {
+	Type       *string `json:"type"`
+	GroupID    *string `json:"group_id"`
+	Domain     *string `json:"domain"`
+	Action     *string `json:"action"`
+	Category   *uint32 `json:"category"`
+	Confidence *uint8  `json:"confidence"`
+}
+
+// ParseMessage parses and validates one JSON message. Unknown JSON fields
+// are ignored (so the producer may add some); fields a type does not use are
+// ignored too. Errors are *RejectError.
+//
+// Required fields: type everywhere; group_id for BEGIN_SYNC, ADD_DOMAIN,
+// REMOVE_DOMAIN and SYNC_COMPLETE; domain for ADD_DOMAIN, REMOVE_DOMAIN and
+// ADD_MALICIOUS; action ("whitelist" or "blacklist") for ADD_DOMAIN.
+// category (0 to 4294967295) and confidence (0 to 100) are optional.
+func ParseMessage(data []byte) (Message, error) {
+	var w wireMessage
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return Message{}, reject(ReasonMalformedJSON, "not a JSON object")
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return Message{}, reject(ReasonInvalidField, "field %s: %v", te.Field, err)
+		}
+		return Message{}, reject(ReasonMalformedJSON, "%v", err)
+	}
+	if w.Type == nil {
+		return Message{}, reject(ReasonMissingField, "no type")
+	}
+	m := Message{Type: *w.Type}
+	needGroup, needDomain := false, false
+	switch m.Type {
+	case TypeBeginSync, TypeSyncComplete:
+		needGroup = true
+	case TypeAddDomain, TypeRemoveDomain:
+		needGroup, needDomain = true, true
+	case TypeAddMalicious:
+		needDomain = true
+		m.List = ListMalicious
+	default:
+		return Message{}, reject(ReasonUnknownType, "type %q", truncate(m.Type))
+	}
+	if needGroup {
+		if w.GroupID == nil {
+			return Message{}, reject(ReasonMissingField, "%s without group_id", m.Type)
+		}
+		if err := validGroup(*w.GroupID); err != nil {
+			return Message{}, reject(ReasonInvalidField, "%s: %v", m.Type, err)
+		}
+		m.Group = *w.GroupID
+	}
+	if needDomain {
+		if w.Domain == nil {
+			return Message{}, reject(ReasonMissingField, "%s without domain", m.Type)
+		}
+		d, err := NormalizeDomain(*w.Domain)
+		if err != nil {
+			return Message{}, reject(ReasonInvalidField, "%s: %v", m.Type, err)
+		}
+		m.Domain = d
+	}
+	if m.Type == TypeAddDomain {
+		if w.Action == nil {
+			return Message{}, reject(ReasonMissingField, "ADD_DOMAIN without action")
+		}
+		switch *w.Action {
+		case "whitelist":
+			m.List = ListWhitelist
+		case "blacklist":
+			m.List = ListBlacklist
+		default:
+			return Message{}, reject(ReasonInvalidField, "ADD_DOMAIN action %q (want whitelist or blacklist)", truncate(*w.Action))
+		}
+	}
+	if m.Type == TypeAddDomain || m.Type == TypeAddMalicious {
+		if w.Category != nil {
+			m.Category = *w.Category
+		}
+	}
+	if m.Type == TypeAddMalicious && w.Confidence != nil {
+		if *w.Confidence > 100 {
+			return Message{}, reject(ReasonInvalidField, "confidence %d (0-100)", *w.Confidence)
+		}
+		m.Confidence = *w.Confidence
+	}
+	return m, nil
+}
+
+// validGroup checks a group name: 1-128 printable ASCII bytes, no spaces
+// (so the CLI can name it).
+func validGroup(g string) error {
+	if g == "" {
+		return errors.New("empty group_id")
+	}
+	if len(g) > 128 {
+		return fmt.Errorf("group_id of %d bytes (at most 128)", len(g))
+	}
+	for i := 0; i < len(g); i++ {
+		if c := g[i]; c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("group_id %q: byte %q not allowed", truncate(g), c)
+		}
+	}
+	return nil
+}
+
+// truncate shortens a string quoted in a log line or error.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// MarshalJSON writes the message in the feed's wire form.
+func (m Message) MarshalJSON() ([]byte, error) {
+	type out struct {
+		Type       string  `json:"type"`
+		GroupID    string  `json:"group_id,omitempty"`
+		Domain     string  `json:"domain,omitempty"`
+		Action     string  `json:"action,omitempty"`
+		Category   *uint32 `json:"category,omitempty"`
+		Confidence *uint8  `json:"confidence,omitempty"`
+	}
+	o := out{Type: m.Type, GroupID: m.Group, Domain: m.Domain}
+	switch m.Type {
+	case TypeAddDomain:
+		o.Action = m.List.String()
+		o.Category = &m.Category
+	case TypeAddMalicious:
+		o.Category, o.Confidence = &m.Category, &m.Confidence
+	}
+	return json.Marshal(o)
+}

@@ -1,0 +1,76 @@
+package respolicy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	descGeneration = prometheus.NewDesc("switchboard_policy_generation", "Generation of the active policy snapshot.", nil, nil)
+	descEntries    = prometheus.NewDesc("switchboard_policy_entries", "Entries of a group's list.", []string{"group", "list"}, nil)
+	descMalicious  = prometheus.NewDesc("switchboard_policy_malicious_entries", "Entries of the global malicious table.", nil, nil)
+	descTableBytes = prometheus.NewDesc("switchboard_policy_table_bytes", "Memory of the hash tables (slots and names) of a group or the malicious table.", []string{"table"}, nil)
+	descSyncs      = prometheus.NewDesc("switchboard_policy_syncs_total", "Completed syncs (SYNC_COMPLETE) of a group.", []string{"group"}, nil)
+	descSyncOpen   = prometheus.NewDesc("switchboard_policy_sync_open", "1 while a group's sync is open (BEGIN_SYNC without SYNC_COMPLETE yet).", []string{"group"}, nil)
+	descMessages   = prometheus.NewDesc("switchboard_policy_messages_total", "Policy messages applied, by source and type.", []string{"source", "type"}, nil)
+	descRejected   = prometheus.NewDesc("switchboard_policy_rejected_total", "Policy messages skipped, by source and reason.", []string{"source", "reason"}, nil)
+	descSwap       = prometheus.NewDesc("switchboard_policy_last_swap_seconds", "Time from the last SYNC_COMPLETE to its snapshot being active.", nil, nil)
+	descHSCompiled = prometheus.NewDesc("switchboard_policy_hyperscan_compiled_total", "Hyperscan databases compiled.", nil, nil)
+	descHSFreed    = prometheus.NewDesc("switchboard_policy_hyperscan_freed_total", "Hyperscan databases freed after every reader left them.", nil, nil)
+	descHSFailed   = prometheus.NewDesc("switchboard_policy_hyperscan_failed_total", "Hyperscan compiles that failed.", nil, nil)
+)
+
+var _ prometheus.Collector = (*Module)(nil)
+
+// Describe implements prometheus.Collector.
+func (m *Module) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descGeneration, descEntries, descMalicious, descTableBytes, descSyncs, descSyncOpen,
+		descMessages, descRejected, descSwap, descHSCompiled, descHSFailed, descHSFreed} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Module) Collect(ch chan<- prometheus.Metric) {
+	s := m.getStore()
+	if s == nil {
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	snap := s.Snapshot()
+	gauge(descGeneration, float64(snap.Generation))
+	for _, g := range snap.groups {
+		gauge(descEntries, float64(g.Whitelist), g.Name, "whitelist")
+		gauge(descEntries, float64(g.Blacklist), g.Name, "blacklist")
+		gauge(descTableBytes, float64(g.tables.base.bytes()+g.tables.delta.bytes()), "group:"+g.Name)
+	}
+	gauge(descMalicious, float64(snap.MaliciousSize()))
+	gauge(descTableBytes, float64(snap.malicious.base.bytes()+snap.malicious.delta.bytes()), "malicious")
+	for _, st := range s.SyncStates() {
+		counter(descSyncs, float64(st.Syncs), st.Group)
+		open := 0.0
+		if st.Open {
+			open = 1
+		}
+		gauge(descSyncOpen, open, st.Group)
+	}
+	c := s.Counters()
+	for src, byType := range c.Messages {
+		for t, n := range byType {
+			counter(descMessages, float64(n), src, t)
+		}
+	}
+	for src, byReason := range c.Rejected {
+		for r, n := range byReason {
+			counter(descRejected, float64(n), src, r)
+		}
+	}
+	gauge(descSwap, s.LastSwap().Seconds())
+	counter(descHSCompiled, float64(hsStats.compiled.Load()))
+	counter(descHSFreed, float64(hsStats.freed.Load()))
+	counter(descHSFailed, float64(hsStats.failed.Load()))
+}

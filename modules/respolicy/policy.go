@@ -1,0 +1,281 @@
+package respolicy
+
+import (
+	"fmt"
+	"time"
+)
+
+// Action is what the data plane does with a query.
+type Action uint8
+
+// Actions.
+const (
+	ActionAllow Action = iota
+	ActionBlock
+	ActionSinkhole
+)
+
+// String returns "allow", "block" or "sinkhole".
+func (a Action) String() string {
+	switch a {
+	case ActionAllow:
+		return "allow"
+	case ActionBlock:
+		return "block"
+	case ActionSinkhole:
+		return "sinkhole"
+	}
+	return fmt.Sprintf("action(%d)", uint8(a))
+}
+
+// Decision is the policy's answer for one query name.
+type Decision struct {
+	// Action is allow, block or sinkhole.
+	Action Action
+	// Group is the numeric id of the group whose tables were consulted (0
+	// when the group is unknown and no default group applies).
+	Group uint32
+	// Category is the category bitmask of the deciding entry (0 if none).
+	Category uint32
+	// Table is "whitelist", "blacklist", "malicious" or "" (no entry matched).
+	Table string
+	// Entry is the deciding entry (the most specific of its table). It
+	// points into the snapshot: keep it only as long as you need it.
+	Entry string
+	// Confidence is the malicious entry's confidence (0-100), else 0.
+	Confidence uint8
+}
+
+// Table names as Decision.Table spells them.
+const (
+	TableWhitelist = "whitelist"
+	TableBlacklist = "blacklist"
+	TableMalicious = "malicious"
+)
+
+// pair is a base table and a small delta in front of it: the delta holds the
+// entries added or removed (tombstones) since the base was built, so that a
+// single ADD_DOMAIN or ADD_MALICIOUS publishes a new snapshot without
+// rebuilding the base.
+type pair struct {
+	base, delta *table
+}
+
+// lookup probes the pair for one suffix with k labels. It returns the table
+// and slot of the live entry, or nil.
+func (p *pair) lookup(h uint64, name []byte, k int) (*table, int) {
+	if d := p.delta; d.n > 0 && d.has(k) {
+		if i := d.find(h, name); i >= 0 {
+			if d.slots[i].list == listTombstone {
+				return nil, -1
+			}
+			return d, i
+		}
+	}
+	if b := p.base; b.has(k) {
+		if i := b.find(h, name); i >= 0 {
+			return b, i
+		}
+	}
+	return nil, -1
+}
+
+// get returns the live entry of a normalised name.
+func (p *pair) get(name string) (entry, bool) {
+	if e, ok := p.delta.get(name); ok {
+		if e.List == listTombstone {
+			return entry{}, false
+		}
+		return e, true
+	}
+	return p.base.get(name)
+}
+
+// maxLabels returns the largest label count of any entry of the pair.
+func (p *pair) maxLabels() int { return max(p.base.maxLabels, p.delta.maxLabels) }
+
+// count returns the number of live entries on list l.
+func (p *pair) count(l List) int {
+	n := p.base.perList[l] + p.delta.perList[l]
+	if p.delta.n > 0 {
+		// Delta entries that replace or remove a base entry do not add one.
+		p.delta.each(func(name string, e entry) {
+			if be, ok := p.base.get(name); ok {
+				if be.List == l {
+					n--
+				}
+			}
+		})
+	}
+	return n
+}
+
+// each calls fn for every live entry of the pair.
+func (p *pair) each(fn func(name string, e entry)) {
+	p.base.each(func(name string, e entry) {
+		if _, over := p.delta.get(name); !over {
+			fn(name, e)
+		}
+	})
+	p.delta.each(func(name string, e entry) {
+		if e.List != listTombstone {
+			fn(name, e)
+		}
+	})
+}
+
+// GroupPolicy is one group's active policy inside a snapshot.
+type GroupPolicy struct {
+	// Name is the group's name (group_id in messages).
+	Name string
+	// ID is the numeric id used in CDRs.
+	ID uint32
+	// Whitelist and Blacklist are the list sizes.
+	Whitelist, Blacklist int
+	// SyncedAt is when the last SYNC_COMPLETE (or file load) made the
+	// group's base active; zero when it never completed one.
+	SyncedAt time.Time
+	// Syncs counts the completed syncs of the group.
+	Syncs uint64
+	// LastChange is when the group's active policy last changed.
+	LastChange time.Time
+
+	tables pair
+	hs     *hsDB // compiled base (nil until compiled, or when disabled)
+}
+
+// Engine reports which engine serves the group's base in DecideBurst:
+// "hyperscan" or "hash".
+func (g *GroupPolicy) Engine() string {
+	if g.hs != nil {
+		return "hyperscan"
+	}
+	return "hash"
+}
+
+// Snapshot is an immutable view of the whole policy. Readers get one with
+// Module.Snapshot and may keep it as long as they like.
+type Snapshot struct {
+	// Generation increases with every published snapshot.
+	Generation uint64
+	// Published is when the snapshot became active.
+	Published time.Time
+
+	groups        map[string]*GroupPolicy
+	defGroup      *GroupPolicy // used for unknown groups; may be nil
+	malicious     pair
+	malHS         *hsDB
+	whitelistWins bool
+	burstHS       bool
+}
+
+// Group returns the named group's policy.
+func (s *Snapshot) Group(name string) (*GroupPolicy, bool) {
+	g, ok := s.groups[name]
+	return g, ok
+}
+
+// Groups returns every group's policy (unordered).
+func (s *Snapshot) Groups() []*GroupPolicy {
+	out := make([]*GroupPolicy, 0, len(s.groups))
+	for _, g := range s.groups {
+		out = append(out, g)
+	}
+	return out
+}
+
+// MaliciousSize returns the number of entries of the malicious table.
+func (s *Snapshot) MaliciousSize() int { return s.malicious.count(ListMalicious) }
+
+// WhitelistWins reports whether a whitelist entry beats a malicious one.
+func (s *Snapshot) WhitelistWins() bool { return s.whitelistWins }
+
+// hit is the most specific match in one table during a walk.
+type hit struct {
+	t *table
+	i int
+}
+
+// Decide returns the decision for a query name in a group; see the package
+// documentation for the rules. It does not allocate.
+func (s *Snapshot) Decide(group string, qname []byte) Decision {
+	g := s.groups[group]
+	if g == nil {
+		g = s.defGroup
+	}
+	return s.decide(g, qname)
+}
+
+// decide is Decide with the group resolved (g may be nil).
+func (s *Snapshot) decide(g *GroupPolicy, q []byte) Decision {
+	var d Decision
+	var gp *pair
+	if g != nil {
+		d.Group = g.ID
+		gp = &g.tables
+	}
+	n := len(q)
+	if n > 0 && q[n-1] == '.' {
+		n--
+	}
+	if n == 0 || n > MaxNameLen {
+		return d
+	}
+	q = q[:n]
+	mp := &s.malicious
+	maxL := mp.maxLabels()
+	if gp != nil {
+		maxL = max(maxL, gp.maxLabels())
+	}
+	if maxL == 0 {
+		return d
+	}
+	var white, black, mal hit
+	h := uint64(fnvOffset)
+	k := 0
+	for i := n - 1; ; i-- {
+		if i < 0 || q[i] == '.' {
+			start := i + 1
+			k++
+			if start < n { // an empty label ("a..b") never matches
+				fh := finish(h, n-start)
+				suffix := q[start:]
+				if gp != nil {
+					if t, j := gp.lookup(fh, suffix, k); t != nil {
+						// Longer suffixes come later: the last hit is the most specific.
+						if t.slots[j].list == ListWhitelist {
+							white = hit{t, j}
+						} else {
+							black = hit{t, j}
+						}
+					}
+				}
+				if t, j := mp.lookup(fh, suffix, k); t != nil {
+					mal = hit{t, j}
+				}
+			}
+			if i < 0 || k >= maxL {
+				break
+			}
+		}
+		h = (h ^ uint64(lower[q[i]])) * fnvPrime
+	}
+	var pick hit
+	switch {
+	case mal.t != nil && (white.t == nil || !s.whitelistWins):
+		pick, d.Action, d.Table = mal, ActionSinkhole, TableMalicious
+	case white.t != nil:
+		pick, d.Action, d.Table = white, ActionAllow, TableWhitelist
+	case black.t != nil:
+		pick, d.Action, d.Table = black, ActionBlock, TableBlacklist
+	default:
+		return d
+	}
+	sl := &pick.t.slots[pick.i]
+	d.Category = sl.cat
+	d.Entry = pick.t.arena[sl.off : sl.off+uint32(sl.ln)]
+	if d.Action == ActionSinkhole {
+		d.Confidence = sl.conf
+	}
+	return d
+}
