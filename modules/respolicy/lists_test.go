@@ -28,4 +28,3 @@ func loadList(tb testing.TB, path string) []string {
 	}
 	return out
 }
-
