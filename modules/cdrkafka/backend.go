@@ -1,0 +1,645 @@
+package cdrkafka
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-dp/switchboard/modules/cdr"
+)
+
+// errQueueFull is what a producer adapter returns (wrapped) when the
+// producer's queue stayed full.
+var errQueueFull = errors.New("producer queue full")
+
+// producer is what the backend needs of a Kafka producer, bound to the
+// CDR topic. *reskafka.Producer satisfies it through resProducer; tests use
+// a fake. Deliveries come back through Backend.onDelivery.
+type producer interface {
+	// produce queues one message without blocking on the network; opaque
+	// comes back with its delivery report. It returns an error wrapping
+	// errQueueFull when the queue stayed full.
+	produce(key, value []byte, opaque any) error
+	// flush waits up to timeout for outstanding deliveries and returns how
+	// many messages are still undelivered.
+	flush(timeout time.Duration) int
+	// len returns the producer's queue length.
+	len() int
+}
+
+// warnFunc logs a rate-limited warning under a key.
+type warnFunc func(key, msg string, args ...any)
+
+// Backend is the Kafka CDR backend: it implements cdr.Backend.
+type Backend struct {
+	logger *slog.Logger
+	warn   warnFunc
+
+	cfg  atomic.Pointer[Config]
+	gen  atomic.Uint64 // configuration generation, for batchers
+	prod atomic.Pointer[prodBox]
+	reg  *cdr.Registration
+	st   *cdr.Stats
+
+	// spool mode
+	sp         *spool
+	spoolMu    sync.Mutex // orders the spooling decision with spool writes
+	spooling   atomic.Bool
+	kvScratch  []kv // under spoolMu
+	kick       chan struct{}
+	stop, done chan struct{}
+
+	liveMu sync.Mutex
+	live   map[*chunk]struct{} // chunks with messages awaiting delivery (spool mode)
+	shutMu sync.Mutex
+
+	chunks sync.Pool
+
+	replayInflight atomic.Int64 // replayed records read from the spool and not yet reported
+	pending        *chunk       // replayed records not yet accepted by the producer (replayer only)
+	pendingAt      int
+	queueFull      atomic.Uint64 // hand-overs that met a full queue
+	retried        atomic.Uint64
+	lateDelivered  atomic.Uint64 // spooled at shutdown, delivered after all (acknowledged in the spool)
+	lateFailed     atomic.Uint64
+	deliveryErrors atomic.Uint64 // failed delivery reports (spooled or not)
+	lastErr        atomic.Value  // string
+}
+
+type prodBox struct{ p producer }
+
+// newBackend returns a backend using cfg and p. It is not registered.
+func newBackend(cfg *Config, p producer, logger *slog.Logger, warn warnFunc) *Backend {
+	k := &Backend{logger: logger, warn: warn, kick: make(chan struct{}, 1), live: make(map[*chunk]struct{})}
+	if k.warn == nil {
+		k.warn = func(string, string, ...any) {}
+	}
+	k.cfg.Store(cfg)
+	k.prod.Store(&prodBox{p})
+	k.lastErr.Store("")
+	k.chunks.New = func() any { return &chunk{k: k} }
+	return k
+}
+
+// Name implements cdr.Backend.
+func (k *Backend) Name() string { return "kafka" }
+
+// FlushAfter implements cdr.Backend.
+func (k *Backend) FlushAfter() time.Duration { return k.cfg.Load().flushAfter() }
+
+// NewBatcher implements cdr.Backend.
+func (k *Backend) NewBatcher() cdr.Batcher {
+	return &batcher{k: k, c: k.getChunk()}
+}
+
+func (k *Backend) producer() producer { return k.prod.Load().p }
+
+func (k *Backend) getChunk() *chunk {
+	c := k.chunks.Get().(*chunk)
+	c.reset()
+	return c
+}
+
+// msgPos locates one message in a chunk's data.
+type msgPos struct{ k0, k1, v1 uint32 } // key data[k0:k1], value data[k1:v1]
+
+// ref is the opaque of one produced message in spool mode.
+type ref struct {
+	c     *chunk
+	i     int32
+	state atomic.Int32 // refInflight, refSettled, refSpooled
+	seg   *segment     // replay: source; spooled at shutdown: destination
+	idx   uint32
+}
+
+const (
+	refInflight = iota
+	refSettled
+	refSpooled // spooled at shutdown while still in the producer
+)
+
+// chunk is the encoded content of one batch (or of one replay read).
+type chunk struct {
+	k           *Backend
+	data        []byte
+	msgs        []msgPos
+	refs        []ref
+	outstanding atomic.Int32
+	replay      bool
+}
+
+func (c *chunk) reset() {
+	c.data, c.msgs, c.replay = c.data[:0], c.msgs[:0], false
+}
+
+func (c *chunk) key(i int) []byte { m := c.msgs[i]; return c.data[m.k0:m.k1] }
+
+func (c *chunk) value(i int) []byte { m := c.msgs[i]; return c.data[m.k1:m.v1] }
+
+func (c *chunk) add(key, value []byte) {
+	k0 := uint32(len(c.data))
+	c.data = append(c.data, key...)
+	k1 := uint32(len(c.data))
+	c.data = append(c.data, value...)
+	c.msgs = append(c.msgs, msgPos{k0, k1, uint32(len(c.data))})
+}
+
+// prepareRefs sizes refs for every message; outstanding counts them plus
+// one held by the caller until it calls release(1).
+func (c *chunk) prepareRefs() {
+	n := len(c.msgs)
+	if cap(c.refs) < n {
+		c.refs = make([]ref, n)
+	}
+	c.refs = c.refs[:n]
+	for i := range c.refs {
+		r := &c.refs[i]
+		r.c, r.i, r.seg, r.idx = c, int32(i), nil, 0
+		r.state.Store(refInflight)
+	}
+	c.outstanding.Store(int32(n) + 1)
+	c.k.liveMu.Lock()
+	c.k.live[c] = struct{}{}
+	c.k.liveMu.Unlock()
+}
+
+func (c *chunk) release(n int) {
+	if c.outstanding.Add(-int32(n)) == 0 {
+		k := c.k
+		k.liveMu.Lock()
+		delete(k.live, c)
+		k.liveMu.Unlock()
+		k.chunks.Put(c)
+	}
+}
+
+// batcher is one Poster's batch for this backend.
+type batcher struct {
+	k       *Backend
+	c       *chunk
+	gen     uint64
+	cfg     *Config
+	keyText bool
+	max     int
+	scratch [16]byte
+}
+
+// Add implements cdr.Batcher: it encodes the key and the JSON value.
+func (b *batcher) Add(r *cdr.Record) bool {
+	if len(b.c.msgs) == 0 {
+		if g := b.k.gen.Load(); g != b.gen || b.cfg == nil {
+			b.gen, b.cfg = g, b.k.cfg.Load()
+			b.keyText, b.max = b.cfg.Key == "ip_text", b.cfg.BatchMax
+		}
+	}
+	c := b.c
+	k0 := uint32(len(c.data))
+	if b.keyText {
+		c.data = cdr.AppendKeyText(c.data, r.IP)
+	} else {
+		c.data = cdr.AppendKeyBinary(c.data, r.IP)
+	}
+	k1 := uint32(len(c.data))
+	c.data = cdr.AppendJSON(c.data, r)
+	c.msgs = append(c.msgs, msgPos{k0, k1, uint32(len(c.data))})
+	return len(c.msgs) >= b.max
+}
+
+// Len implements cdr.Batcher.
+func (b *batcher) Len() int { return len(b.c.msgs) }
+
+// Flush implements cdr.Batcher: it hands the batch to the producer (or the
+// spool).
+func (b *batcher) Flush() {
+	if b.k.handover(b.c, b.cfg) {
+		b.c = b.k.getChunk() // the old chunk stays with its in-flight messages
+		return
+	}
+	b.c.reset()
+}
+
+// handover produces a batch. It returns true when the chunk is retained
+// (spool mode: until every message is reported).
+func (k *Backend) handover(c *chunk, cfg *Config) bool {
+	if cfg == nil {
+		cfg = k.cfg.Load()
+	}
+	switch cfg.mode() {
+	case modeSpool:
+		return k.handoverSpool(c)
+	default:
+		k.handoverDirect(c, cfg)
+		return false
+	}
+}
+
+// handoverDirect is drop and block mode: the producer copies each message,
+// nothing is retained.
+func (k *Backend) handoverDirect(c *chunk, cfg *Config) {
+	p := k.producer()
+	n := len(c.msgs)
+	var deadline time.Time
+	for i := 0; i < n; i++ {
+		err := p.produce(c.key(i), c.value(i), nil)
+		if err == nil {
+			k.st.AddEnqueued(1)
+			continue
+		}
+		if !errors.Is(err, errQueueFull) {
+			k.st.AddDropped(cdr.DropProduceError, 1)
+			k.setErr(err)
+			k.warn("produce", "cdr_kafka: producer refused a CDR; dropped", "err", err.Error())
+			continue
+		}
+		k.queueFull.Add(1)
+		if cfg.mode() == modeDrop {
+			// As the seed: the producer served its poll queue for
+			// queue_full_timeout_ms; retry once, then drop the rest of the
+			// batch (the queue is still full).
+			k.retried.Add(1)
+			if err = p.produce(c.key(i), c.value(i), nil); err == nil {
+				k.st.AddEnqueued(1)
+				continue
+			}
+			k.st.AddDropped(cdr.DropQueueFull, uint64(n-i))
+			k.warn("queue-full", "cdr_kafka: producer queue full; CDRs dropped", "dropped", n-i, "queued", p.len())
+			return
+		}
+		// block: retry until block_ms after the first full queue.
+		if deadline.IsZero() {
+			deadline = time.Now().Add(time.Duration(cfg.BlockMs) * time.Millisecond)
+		}
+		for {
+			if time.Now().After(deadline) {
+				k.st.AddDropped(cdr.DropBlockTimeout, uint64(n-i))
+				k.warn("block-timeout", "cdr_kafka: producer queue full for block_ms; CDRs dropped", "dropped", n-i, "block_ms", cfg.BlockMs)
+				return
+			}
+			k.retried.Add(1)
+			if err = p.produce(c.key(i), c.value(i), nil); err == nil {
+				k.st.AddEnqueued(1)
+				break
+			}
+			time.Sleep(time.Millisecond) // res_kafka already waited queue_full_timeout_ms; do not spin if it is 0
+			if !errors.Is(err, errQueueFull) {
+				k.st.AddDropped(cdr.DropProduceError, 1)
+				k.setErr(err)
+				break
+			}
+		}
+	}
+}
+
+// handoverSpool is spool mode. While the spool holds records (spooling),
+// new batches are appended to it, behind the older ones, and the replayer
+// feeds them to the producer in order. Otherwise the batch is produced; a
+// full queue spools the rest of the batch and starts spooling.
+func (k *Backend) handoverSpool(c *chunk) bool {
+	if k.spooling.Load() {
+		k.spoolMu.Lock()
+		if k.spooling.Load() {
+			k.spoolRangeLocked(c, 0, len(c.msgs))
+			k.spoolMu.Unlock()
+			return false
+		}
+		k.spoolMu.Unlock()
+	}
+	p := k.producer()
+	c.prepareRefs()
+	n := len(c.msgs)
+	for i := 0; i < n; i++ {
+		err := p.produce(c.key(i), c.value(i), &c.refs[i])
+		if err == nil {
+			k.st.AddEnqueued(1)
+			continue
+		}
+		c.refs[i].state.Store(refSettled)
+		if errors.Is(err, errQueueFull) {
+			k.queueFull.Add(1)
+			k.spoolMu.Lock()
+			k.spooling.Store(true)
+			k.spoolRangeLocked(c, i, n)
+			k.spoolMu.Unlock()
+			for j := i + 1; j < n; j++ {
+				c.refs[j].state.Store(refSettled)
+			}
+			c.release(n - i)
+			k.kickReplay()
+			break
+		}
+		k.st.AddDropped(cdr.DropProduceError, 1)
+		k.setErr(err)
+		k.warn("produce", "cdr_kafka: producer refused a CDR; dropped", "err", err.Error())
+		c.release(1)
+	}
+	c.release(1)
+	return true
+}
+
+// spoolRangeLocked writes messages [from, to) of c to the spool and counts
+// them. The caller holds spoolMu.
+func (k *Backend) spoolRangeLocked(c *chunk, from, to int) {
+	if to <= from {
+		return
+	}
+	kvs := k.kvScratch[:0]
+	for i := from; i < to; i++ {
+		kvs = append(kvs, kv{c.key(i), c.value(i)})
+	}
+	k.kvScratch = kvs[:0]
+	if _, _, err := k.sp.append(kvs); err != nil {
+		k.st.AddDropped(cdr.DropSpoolError, uint64(len(kvs)))
+		k.setErr(err)
+		k.warn("spool-write", "cdr_kafka: cannot write the spool; CDRs dropped", "dropped", len(kvs), "err", err.Error())
+		return
+	}
+	k.st.AddSpooled(uint64(len(kvs)))
+	k.kickReplay()
+}
+
+func (k *Backend) kickReplay() {
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (k *Backend) setErr(err error) { k.lastErr.Store(err.Error()) }
+
+// onDelivery is called (from res_kafka's poll goroutine) with each
+// message's outcome.
+func (k *Backend) onDelivery(opaque any, err error) {
+	r, _ := opaque.(*ref)
+	if r == nil {
+		if err == nil {
+			k.st.AddDelivered(1)
+			return
+		}
+		k.deliveryErrors.Add(1)
+		k.st.AddFailed(1)
+		k.setErr(err)
+		k.warn("delivery", "cdr_kafka: CDR delivery failed; lost (on_queue_full=spool would keep it)", "err", err.Error())
+		return
+	}
+	c := r.c
+	if c.replay {
+		k.replayInflight.Add(-1)
+	}
+	if r.state.CompareAndSwap(refInflight, refSettled) {
+		if err == nil {
+			k.st.AddDelivered(1)
+			if c.replay {
+				k.sp.settle(r.seg, r.idx, true)
+			}
+		} else {
+			k.deliveryErrors.Add(1)
+			k.setErr(err)
+			k.warn("delivery", "cdr_kafka: CDR delivery failed; spooled", "err", err.Error())
+			k.spoolMu.Lock()
+			k.spooling.Store(true)
+			k.spoolRangeLocked(c, int(r.i), int(r.i)+1)
+			k.spoolMu.Unlock()
+			if c.replay {
+				k.sp.settle(r.seg, r.idx, false)
+			}
+		}
+	} else {
+		// Spooled at shutdown while still in the producer.
+		k.shutMu.Lock()
+		seg, idx := r.seg, r.idx
+		k.shutMu.Unlock()
+		if err == nil && seg != nil {
+			k.sp.ackSpooled(seg, idx)
+			k.st.AddReplayed(1)
+			k.st.AddDelivered(1)
+			k.lateDelivered.Add(1)
+		} else {
+			k.lateFailed.Add(1)
+		}
+	}
+	c.release(1)
+}
+
+// startSpool opens the spool and the replayer. loaded records from an
+// earlier run are replayed before any new CDR (spooling starts true).
+func (k *Backend) startSpool(opts spoolOptions) error {
+	sp, loaded, bad, err := openSpool(opts)
+	if err != nil {
+		return err
+	}
+	k.sp = sp
+	for _, b := range bad {
+		k.logger.Error("cdr_kafka: corrupt spool region skipped", "file", b.Path, "offset", b.Offset, "bytes", b.Bytes)
+	}
+	if loaded > 0 {
+		k.st.AddLoaded(uint64(loaded))
+		k.spooling.Store(true)
+		k.logger.Info("cdr_kafka: spooled CDRs found; replaying them before new ones", "records", loaded, "dir", opts.Dir)
+	}
+	k.stop, k.done = make(chan struct{}), make(chan struct{})
+	go k.replayLoop()
+	return nil
+}
+
+func (k *Backend) replayLoop() {
+	defer close(k.done)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-k.stop:
+			return
+		case <-k.kick:
+		case <-t.C:
+		}
+		for k.replayOnce() {
+			select {
+			case <-k.stop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// replayOnce feeds up to one chunk of spooled records to the producer and
+// reports whether it did anything. Records the producer could not take
+// (queue full) stay in k.pending, in order, and are offered again first.
+func (k *Backend) replayOnce() bool {
+	if k.pending != nil {
+		return k.producePending()
+	}
+	if k.sp.empty() {
+		if k.spooling.Load() {
+			k.spoolMu.Lock()
+			if k.sp.empty() {
+				k.spooling.Store(false)
+			}
+			k.spoolMu.Unlock()
+		}
+		return false
+	}
+	cfg := k.cfg.Load()
+	room := int64(cfg.ReplayInflight) - k.replayInflight.Load()
+	if room <= 0 {
+		return false
+	}
+	recs, _, lost := k.sp.next(int(min(room, 1024)), nil, nil)
+	if lost > 0 {
+		k.st.AddSpoolLost(uint64(lost))
+		k.logger.Error("cdr_kafka: spooled CDRs unreadable; lost", "records", lost, "err", k.sp.status().LastError)
+	}
+	if len(recs) == 0 {
+		return lost > 0
+	}
+	c := k.getChunk()
+	c.replay = true
+	for _, r := range recs {
+		c.add(r.key, r.value)
+	}
+	c.prepareRefs()
+	for i, r := range recs {
+		c.refs[i].seg, c.refs[i].idx = r.seg, r.index
+	}
+	k.st.AddReplayed(uint64(len(recs)))
+	k.replayInflight.Add(int64(len(recs)))
+	k.pending, k.pendingAt = c, 0
+	return k.producePending()
+}
+
+// producePending produces k.pending from k.pendingAt on. It returns false
+// when the queue is full (the rest waits for the next tick).
+func (k *Backend) producePending() bool {
+	c := k.pending
+	n := len(c.msgs)
+	p := k.producer()
+	for k.pendingAt < n {
+		i := k.pendingAt
+		err := p.produce(c.key(i), c.value(i), &c.refs[i])
+		if errors.Is(err, errQueueFull) {
+			k.queueFull.Add(1)
+			return false
+		}
+		k.pendingAt++
+		if err == nil {
+			k.st.AddEnqueued(1)
+			continue
+		}
+		k.replayInflight.Add(-1)
+		c.refs[i].state.Store(refSettled)
+		k.st.AddDropped(cdr.DropProduceError, 1)
+		k.setErr(err)
+		k.warn("produce", "cdr_kafka: producer refused a replayed CDR; dropped", "err", err.Error())
+		k.sp.settle(c.refs[i].seg, c.refs[i].idx, false)
+		c.release(1)
+	}
+	k.pending = nil
+	c.release(1)
+	return true
+}
+
+// shutdown runs at unload after the engine handed over every batch: it
+// stops the replayer, flushes the producer up to ShutdownFlushMs and, in
+// spool mode, spools what is still undelivered. It returns how many
+// records were still undelivered after the flush.
+func (k *Backend) shutdown() int {
+	cfg := k.cfg.Load()
+	if k.stop != nil {
+		close(k.stop)
+		<-k.done
+	}
+	left := k.producer().flush(time.Duration(cfg.ShutdownFlushMs) * time.Millisecond)
+	if k.sp == nil {
+		if left > 0 {
+			k.logger.Warn("cdr_kafka: messages still undelivered after the shutdown flush; res_kafka keeps trying until it stops (on_queue_full=spool would keep them)",
+				"undelivered", left, "flush_ms", cfg.ShutdownFlushMs)
+		}
+		return left
+	}
+	if c := k.pending; c != nil {
+		// Read from the spool but never accepted by the producer: they are
+		// still in their segment, unacknowledged, and replay next start.
+		for i := k.pendingAt; i < len(c.msgs); i++ {
+			c.refs[i].state.Store(refSettled)
+			k.replayInflight.Add(-1)
+		}
+		k.st.AddSpooled(uint64(len(c.msgs) - k.pendingAt))
+		c.release(len(c.msgs) - k.pendingAt + 1)
+		k.pending = nil
+	}
+	k.shutMu.Lock()
+	k.liveMu.Lock()
+	var refs []*ref
+	var kvs []kv
+	spooledReplays := 0
+	for c := range k.live {
+		for i := range c.refs {
+			r := &c.refs[i]
+			if !r.state.CompareAndSwap(refInflight, refSpooled) {
+				continue
+			}
+			if c.replay {
+				// Still in its source segment, not acknowledged: it is
+				// replayed at the next start.
+				k.replayInflight.Add(-1)
+				spooledReplays++
+				continue
+			}
+			refs = append(refs, r)
+			kvs = append(kvs, kv{c.key(i), c.value(i)})
+		}
+	}
+	k.liveMu.Unlock()
+	if spooledReplays > 0 {
+		k.st.AddSpooled(uint64(spooledReplays))
+	}
+	if len(kvs) > 0 {
+		seg, first, err := k.sp.append(kvs)
+		if err != nil {
+			k.st.AddDropped(cdr.DropShutdown, uint64(len(kvs)))
+			k.logger.Error("cdr_kafka: cannot spool undelivered CDRs at shutdown; lost", "records", len(kvs), "err", err)
+		} else {
+			for j, r := range refs {
+				r.seg, r.idx = seg, first+uint32(j)
+			}
+			k.st.AddSpooled(uint64(len(kvs)))
+		}
+	}
+	k.shutMu.Unlock()
+	if n := len(kvs) + spooledReplays; n > 0 {
+		k.logger.Info("cdr_kafka: undelivered CDRs spooled at shutdown; replayed at the next start", "records", n)
+	}
+	k.sp.close()
+	return left
+}
+
+// Status lines for "cdr show status" (cdr.StatusWriter).
+func (k *Backend) WriteStatus(w func(label, value string)) {
+	cfg := k.cfg.Load()
+	w("topic", cfg.Topic)
+	w("key", cfg.Key)
+	w("on_queue_full", cfg.OnQueueFull)
+	w("batch_max / flush_ms", fmt.Sprintf("%d / %d", cfg.BatchMax, cfg.FlushMs))
+	w("producer queue", fmt.Sprint(k.producer().len()))
+	w("queue full events", fmt.Sprint(k.queueFull.Load()))
+	w("delivery errors", fmt.Sprint(k.deliveryErrors.Load()))
+	if k.sp != nil {
+		s := k.sp.status()
+		state := "direct"
+		if k.spooling.Load() {
+			state = "spooling (new CDRs queue behind the spool)"
+		}
+		w("spool state", state)
+		w("spool", fmt.Sprintf("%d records unread, %d segments, %d bytes", s.Records, s.Segments, s.Bytes))
+		w("spool replay in flight", fmt.Sprint(k.replayInflight.Load()))
+		w("spool corrupt", fmt.Sprintf("%d regions, %d bytes skipped", s.CorruptRegions, s.CorruptBytes))
+		w("spool write errors / fsyncs", fmt.Sprintf("%d / %d", s.WriteErrors, s.Fsyncs))
+		w("late deliveries (spooled at shutdown)", fmt.Sprintf("%d delivered, %d failed", k.lateDelivered.Load(), k.lateFailed.Load()))
+	}
+	if e := k.lastErr.Load().(string); e != "" {
+		w("last error", e)
+	}
+}

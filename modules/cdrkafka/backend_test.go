@@ -1,0 +1,319 @@
+package cdrkafka
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dp/switchboard/modules/cdr"
+)
+
+// fakeProducer queues messages until deliver is called.
+type fakeProducer struct {
+	mu        sync.Mutex
+	cap       int
+	q         []fakeMsg
+	delivered []fakeMsg
+	k         *Backend
+	auto      bool // deliver at once
+}
+
+type fakeMsg struct {
+	key, value string
+	opaque     any
+}
+
+func (f *fakeProducer) produce(key, value []byte, opaque any) error {
+	f.mu.Lock()
+	if len(f.q) >= f.cap {
+		f.mu.Unlock()
+		return fmt.Errorf("fake: %w", errQueueFull)
+	}
+	m := fakeMsg{string(key), string(value), opaque}
+	if f.auto {
+		f.delivered = append(f.delivered, m)
+		f.mu.Unlock()
+		f.k.onDelivery(opaque, nil)
+		return nil
+	}
+	f.q = append(f.q, m)
+	f.mu.Unlock()
+	return nil
+}
+
+// deliver reports the n oldest queued messages with err.
+func (f *fakeProducer) deliver(n int, err error) {
+	f.mu.Lock()
+	n = min(n, len(f.q))
+	batch := append([]fakeMsg(nil), f.q[:n]...)
+	f.q = f.q[n:]
+	if err == nil {
+		f.delivered = append(f.delivered, batch...)
+	}
+	f.mu.Unlock()
+	for _, m := range batch {
+		f.k.onDelivery(m.opaque, err)
+	}
+}
+
+func (f *fakeProducer) flush(time.Duration) int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.q) }
+func (f *fakeProducer) len() int                { f.mu.Lock(); defer f.mu.Unlock(); return len(f.q) }
+
+func (f *fakeProducer) seqs(t *testing.T) map[uint64]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[uint64]int{}
+	for _, m := range f.delivered {
+		var w struct{ Seq uint64 }
+		if err := json.Unmarshal([]byte(m.value), &w); err != nil {
+			t.Fatalf("bad JSON %q", m.value)
+		}
+		out[w.Seq]++
+	}
+	return out
+}
+
+type rig struct {
+	e   *cdr.Engine
+	k   *Backend
+	fp  *fakeProducer
+	reg *cdr.Registration
+}
+
+func newRig(t *testing.T, cfg *Config, fp *fakeProducer, spoolDir string) *rig {
+	t.Helper()
+	e := cdr.NewEngine()
+	k := newBackend(cfg, fp, slog.New(slog.DiscardHandler), nil)
+	fp.k = k
+	reg, err := e.Register(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.reg, k.st = reg, reg.Stats()
+	if cfg.mode() == modeSpool {
+		if err := k.startSpool(spoolOptions{Dir: spoolDir, FsyncInterval: 10 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &rig{e: e, k: k, fp: fp, reg: reg}
+}
+
+func (r *rig) stop() {
+	r.reg.Unregister()
+	r.k.shutdown()
+}
+
+func record(i int) *cdr.Record {
+	return &cdr.Record{TS: 1717430400123, IP: netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)}), SubscriberID: "subscriber-42",
+		Domain: []byte("malware.ru"), QType: 1, Action: cdr.ActionSinkhole, Group: 3, Category: 1, Seq: uint64(i + 1)}
+}
+
+func check(t *testing.T, reg *cdr.Registration) cdr.Snapshot {
+	t.Helper()
+	s := reg.Snapshot()
+	if !s.Balanced() {
+		t.Fatalf("unbalanced: %+v", s)
+	}
+	return s
+}
+
+func TestDropModeCountsExactly(t *testing.T) {
+	cfg := defaults()
+	cfg.BatchMax = 10
+	fp := &fakeProducer{cap: 25}
+	r := newRig(t, cfg, fp, "")
+	p := r.e.NewPoster()
+	for i := range 100 {
+		p.Post(record(i))
+		check(t, r.reg)
+	}
+	s := check(t, r.reg)
+	// 10 batches of 10: 25 fit, the 3rd batch loses its last 5, batches 4..10 lose all.
+	if s.Posted != 100 || s.Dropped != 75 || s.DroppedBy[cdr.DropQueueFull] != 75 || s.Inflight != 25 {
+		t.Fatalf("%+v", s)
+	}
+	fp.deliver(20, nil)
+	fp.deliver(5, fmt.Errorf("boom"))
+	s = check(t, r.reg)
+	if s.Delivered != 20 || s.Failed != 5 || s.Queued != 0 {
+		t.Fatalf("%+v", s)
+	}
+	p.Close()
+	r.stop()
+}
+
+func TestKeyForms(t *testing.T) {
+	for _, form := range []string{"ip_binary", "ip_text"} {
+		cfg := defaults()
+		cfg.Key, cfg.BatchMax = form, 1
+		fp := &fakeProducer{cap: 10, auto: true}
+		r := newRig(t, cfg, fp, "")
+		r.e.Post(record(42))
+		fp.mu.Lock()
+		m := fp.delivered[0]
+		fp.mu.Unlock()
+		want := string([]byte{192, 168, 0, 42})
+		if form == "ip_text" {
+			want = "192.168.0.42"
+		}
+		if m.key != want {
+			t.Fatalf("%s: key %q", form, m.key)
+		}
+		if m.value != `{"ts":1717430400123,"ip":"192.168.0.42","subscriber_id":"subscriber-42","domain":"malware.ru","qtype":1,"action":"sinkhole","group":3,"category":"0x00000001","seq":43}` {
+			t.Fatalf("value %s", m.value)
+		}
+		r.stop()
+	}
+}
+
+func TestBlockModeWaitsThenDrops(t *testing.T) {
+	cfg := defaults()
+	cfg.OnQueueFull, cfg.BatchMax, cfg.BlockMs = "block", 5, 300
+	fp := &fakeProducer{cap: 5}
+	r := newRig(t, cfg, fp, "")
+	p := r.e.NewPoster()
+	for i := range 5 {
+		p.Post(record(i))
+	}
+	go func() { time.Sleep(5 * time.Millisecond); fp.deliver(5, nil) }()
+	for i := range 5 {
+		p.Post(record(5 + i)) // blocks until the deliver above makes room
+	}
+	s := check(t, r.reg)
+	if s.Dropped != 0 || s.Enqueued != 10 {
+		t.Fatalf("%+v", s)
+	}
+	start := time.Now()
+	for i := range 5 {
+		p.Post(record(10 + i)) // full, nobody delivers: block_ms then drop
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("did not block: %v", d)
+	}
+	s = check(t, r.reg)
+	if s.DroppedBy[cdr.DropBlockTimeout] != 5 {
+		t.Fatalf("%+v", s)
+	}
+	p.Close()
+	r.stop()
+}
+
+// TestSpoolModeEndToEnd: queue full -> spool; failed delivery -> spool;
+// shutdown with records in the producer -> spool; a new run replays them
+// all before new records, each exactly once.
+func TestSpoolModeEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	cfg := defaults()
+	cfg.OnQueueFull, cfg.BatchMax = "spool", 10
+	fp := &fakeProducer{cap: 30}
+	r := newRig(t, cfg, fp, dir)
+	p := r.e.NewPoster()
+	for i := range 100 {
+		p.Post(record(i))
+		check(t, r.reg)
+	}
+	p.Flush()
+	s := check(t, r.reg)
+	if s.Spooled != 70 || s.Dropped != 0 || s.Inflight+s.SpoolPending != 100 {
+		t.Fatalf("%+v", s)
+	}
+	fp.deliver(10, nil)
+	fp.deliver(5, fmt.Errorf("broker said no")) // -> spool
+	s = check(t, r.reg)
+	if s.Delivered != 10 || s.Spooled != 75 || s.Failed != 0 {
+		t.Fatalf("%+v", s)
+	}
+	p.Close()
+	r.stop() // what is still in the producer -> spool
+	s = check(t, r.reg)
+	if s.Inflight != 0 || s.Delivered != 10 || s.Queued != 90 {
+		t.Fatalf("after stop %+v", s)
+	}
+	// The old producer's late reports are ignored (they were spooled).
+	fp.deliver(100, fmt.Errorf("purged"))
+
+	// Second run: broker up (auto delivery).
+	fp2 := &fakeProducer{cap: 1000, auto: true}
+	r2 := newRig(t, cfg, fp2, dir)
+	if s := check(t, r2.reg); s.Loaded != 90 {
+		t.Fatalf("loaded %+v", s)
+	}
+	p2 := r2.e.NewPoster()
+	for i := 100; i < 110; i++ {
+		p2.Post(record(i))
+	}
+	p2.Flush()
+	deadline := time.Now().Add(5 * time.Second)
+	for check(t, r2.reg).Queued != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %+v", r2.reg.Snapshot())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	p2.Close()
+	r2.stop()
+	all := fp.seqs(t)
+	for seq, n := range fp2.seqs(t) {
+		all[seq] += n
+	}
+	for i := 1; i <= 110; i++ {
+		if all[uint64(i)] != 1 {
+			t.Fatalf("seq %d delivered %d times", i, all[uint64(i)])
+		}
+	}
+	// Old records came before new ones.
+	fp2.mu.Lock()
+	last := fp2.delivered[len(fp2.delivered)-1].value
+	fp2.mu.Unlock()
+	var w struct{ Seq int }
+	json.Unmarshal([]byte(last), &w)
+	if w.Seq < 101 {
+		t.Fatalf("new records not last: %s", last)
+	}
+}
+
+// TestSpoolLateDeliveryAcked: a record spooled at shutdown that the
+// producer delivers afterwards is acknowledged and not replayed.
+func TestSpoolLateDeliveryAcked(t *testing.T) {
+	dir := t.TempDir()
+	cfg := defaults()
+	cfg.OnQueueFull, cfg.BatchMax = "spool", 5
+	fp := &fakeProducer{cap: 100}
+	r := newRig(t, cfg, fp, dir)
+	p := r.e.NewPoster()
+	for i := range 5 {
+		p.Post(record(i))
+	}
+	p.Close()
+	r.stop()
+	fp.deliver(3, nil) // late success for seq 1..3
+	fp2 := &fakeProducer{cap: 100, auto: true}
+	r2 := newRig(t, cfg, fp2, dir)
+	if s := check(t, r2.reg); s.Loaded != 2 {
+		t.Fatalf("loaded %d, want 2", s.Loaded)
+	}
+	r2.stop()
+}
+
+func BenchmarkPipelineFake(b *testing.B) {
+	cfg := defaults()
+	fp := &fakeProducer{cap: 1 << 30, auto: true}
+	e := cdr.NewEngine()
+	k := newBackend(cfg, fp, slog.New(slog.DiscardHandler), nil)
+	fp.k = k
+	reg, _ := e.Register(k)
+	k.reg, k.st = reg, reg.Stats()
+	p := e.NewPoster()
+	rec := record(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Post(rec)
+		if len(fp.delivered) > 100000 {
+			fp.delivered = fp.delivered[:0]
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package cdrkafka
+
+import (
+	"time"
+)
+
+// ConfigFile is the module's configuration file.
+const ConfigFile = "cdr_kafka.conf"
+
+// Config is the [general] section of cdr_kafka.conf.
+type Config struct {
+	// Enabled = no makes the module decline.
+	Enabled bool `conf:"enabled" default:"yes"`
+	// Connection is the res_kafka connection (a section of kafka.conf).
+	// Empty: the connection named "cdr" if kafka.conf has one, else the only
+	// connection if there is exactly one.
+	Connection string `conf:"connection"`
+	// Topic receives the CDRs.
+	Topic string `conf:"topic" default:"dp_cdr"`
+	// BatchMax is the number of records after which a worker's batch is
+	// handed to the producer.
+	BatchMax int `conf:"batch_max" default:"256" min:"1" max:"100000"`
+	// FlushMs is the age of a batch's oldest record at which the batch is
+	// handed over even if not full.
+	FlushMs int `conf:"flush_ms" default:"100" min:"1" max:"60000"`
+	// Key is the Kafka key: ip_binary (4 bytes network order for IPv4, 16
+	// for IPv6) or ip_text.
+	Key string `conf:"key" default:"ip_binary" enum:"ip_binary|ip_text"`
+	// OnQueueFull is what happens when the producer queue stays full:
+	// drop (retry once, then drop and count), block (retry for up to
+	// block_ms, then drop and count) or spool (write to the spool, replay
+	// when there is room).
+	OnQueueFull string `conf:"on_queue_full" default:"drop" enum:"drop|block|spool"`
+	// BlockMs bounds the wait of one hand-over in block mode.
+	BlockMs int `conf:"block_ms" default:"1000" min:"1" max:"60000"`
+	// SpoolDir holds the spool; relative to the data dir. Default cdr_kafka.
+	SpoolDir string `conf:"spool_dir" default:"cdr_kafka"`
+	// SpoolMaxMB caps the spool's size; records beyond it are dropped and
+	// counted (reason spool_error). 0: no cap.
+	SpoolMaxMB int `conf:"spool_max_mb" default:"1024" min:"0" max:"1048576"`
+	// SpoolFsyncMs and SpoolFsyncRecords bound what an OS crash can lose of
+	// the spool (a process crash loses nothing written).
+	SpoolFsyncMs      int `conf:"spool_fsync_ms" default:"100" min:"1" max:"60000"`
+	SpoolFsyncRecords int `conf:"spool_fsync_records" default:"1000" min:"1" max:"10000000"`
+	// ReplayInflight is how many replayed records may be in the producer at
+	// once.
+	ReplayInflight int `conf:"replay_inflight" default:"10000" min:"1" max:"10000000"`
+	// ShutdownFlushMs bounds the producer flush at unload.
+	ShutdownFlushMs int `conf:"shutdown_flush_ms" default:"5000" min:"0" max:"600000"`
+	// TopicPartitions, when > 0, makes the module ensure the topic exists
+	// with that many partitions (and TopicReplication) at start.
+	TopicPartitions  int `conf:"topic_partitions" default:"0" min:"0" max:"100000"`
+	TopicReplication int `conf:"topic_replication" default:"1" min:"1" max:"100"`
+}
+
+// Queue-full modes.
+const (
+	modeDrop = iota
+	modeBlock
+	modeSpool
+)
+
+func (c *Config) mode() int {
+	switch c.OnQueueFull {
+	case "block":
+		return modeBlock
+	case "spool":
+		return modeSpool
+	}
+	return modeDrop
+}
+
+func (c *Config) flushAfter() time.Duration { return time.Duration(c.FlushMs) * time.Millisecond }
+
+// defaults returns the configuration used when cdr_kafka.conf is missing.
+func defaults() *Config {
+	return &Config{Enabled: true, Topic: "dp_cdr", BatchMax: 256, FlushMs: 100, Key: "ip_binary",
+		OnQueueFull: "drop", BlockMs: 1000, SpoolDir: "cdr_kafka", SpoolMaxMB: 1024, SpoolFsyncMs: 100,
+		SpoolFsyncRecords: 1000, ReplayInflight: 10000, ShutdownFlushMs: 5000, TopicReplication: 1}
+}
