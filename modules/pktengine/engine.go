@@ -1,0 +1,398 @@
+package pktengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/lograte"
+	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
+)
+
+// Action is a policy decision's action. Its values and names match
+// res_policy's (allow, block, sinkhole).
+type Action uint8
+
+// Actions.
+const (
+	ActionAllow Action = iota
+	ActionBlock
+	ActionSinkhole
+	numActions
+)
+
+var actionNames = [numActions]string{cdr.ActionAllow, cdr.ActionBlock, cdr.ActionSinkhole}
+
+// String returns "allow", "block" or "sinkhole".
+func (a Action) String() string {
+	if a < numActions {
+		return actionNames[a]
+	}
+	return fmt.Sprintf("action(%d)", uint8(a))
+}
+
+// ParseAction parses an action name.
+func ParseAction(s string) (Action, error) {
+	for i, n := range actionNames {
+		if n == s {
+			return Action(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown action %q (want allow, block or sinkhole)", s)
+}
+
+// Decision is the part of a policy decision a CDR carries.
+type Decision struct {
+	Action   Action
+	Group    uint32
+	Category uint32
+}
+
+// Decider decides query names for one worker (it owns that worker's matcher
+// state, such as a Hyperscan scratch). res_policy's Matcher behind an
+// adapter in the module; a fake in tests.
+type Decider interface {
+	// DecideBurst decides qnames[i] for groups[i] into out[i].
+	DecideBurst(groups []string, qnames [][]byte, out []Decision)
+	// Close releases the decider's resources.
+	Close()
+}
+
+// Poster posts CDRs for one worker: cdr.Poster, or a fake in tests.
+type Poster interface {
+	Post(r *cdr.Record)
+	Close()
+}
+
+// ActionSet is a set of actions (which decisions produce CDRs).
+type ActionSet uint8
+
+// AllActions produces CDRs for every decision.
+const AllActions ActionSet = 1<<ActionAllow | 1<<ActionBlock | 1<<ActionSinkhole
+
+// Has reports whether a is in the set.
+func (s ActionSet) Has(a Action) bool { return s&(1<<a) != 0 }
+
+// String lists the set's actions, comma separated.
+func (s ActionSet) String() string {
+	out := ""
+	for a := Action(0); a < numActions; a++ {
+		if s.Has(a) {
+			if out != "" {
+				out += ","
+			}
+			out += a.String()
+		}
+	}
+	if out == "" {
+		return "none"
+	}
+	return out
+}
+
+// EngineOptions configure an Engine.
+type EngineOptions struct {
+	// Workers is the number of decision workers (default runtime.NumCPU()).
+	Workers int
+	// Batch is the number of queries handed to a worker at once (default 256).
+	Batch int
+	// Queue is the number of batches that may wait per worker (default 16).
+	Queue int
+	// FlushAfter bounds how long a partly filled batch waits in a reader
+	// before it is handed to its worker (default 5ms).
+	FlushAfter time.Duration
+	// Ports are the DNS ports (default 53).
+	Ports []uint16
+	// NewDecider returns one worker's decider (required).
+	NewDecider func() Decider
+	// NewPoster returns one worker's CDR poster (nil: no CDRs; every
+	// decision is counted as cdr_skipped).
+	NewPoster func() Poster
+	// Subscribers holds the subscriber table (default: everything in group
+	// "default", subscriber "unknown").
+	Subscribers *subscribers.Holder
+	// CDRActions are the actions that produce CDRs (default AllActions).
+	CDRActions ActionSet
+	// Logger logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Engine turns decoded DNS queries into decisions and CDRs. Readers (one per
+// running source) decode packets and hand queries, hashed by subscriber
+// address, to N workers; each worker owns its decider and its CDR poster,
+// so one subscriber's CDRs keep their order.
+type Engine struct {
+	opts       EngineOptions
+	log        *slog.Logger
+	lim        *lograte.Limiter
+	subs       *subscribers.Holder
+	cdrActions atomic.Uint32
+	workers    []*worker
+	wg         sync.WaitGroup
+	abort      chan struct{} // closed when Close gives up waiting
+
+	mu       sync.Mutex
+	sources  map[int]*runningSource
+	nextID   int
+	finished []SourceStatus // most recent last
+	retired  readerCounters // counters of finished sources
+	closed   bool
+
+	rate rateMeter
+}
+
+// New starts an engine's workers. Close stops it.
+func New(opts EngineOptions) (*Engine, error) {
+	if opts.NewDecider == nil {
+		return nil, errors.New("pktengine: NewDecider is required")
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.NumCPU()
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 256
+	}
+	if opts.Queue <= 0 {
+		opts.Queue = 16
+	}
+	if opts.FlushAfter <= 0 {
+		opts.FlushAfter = 5 * time.Millisecond
+	}
+	if len(opts.Ports) == 0 {
+		opts.Ports = []uint16{53}
+	}
+	if opts.CDRActions == 0 {
+		opts.CDRActions = AllActions
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Subscribers == nil {
+		opts.Subscribers = subscribers.NewHolder(nil)
+	}
+	e := &Engine{
+		opts:    opts,
+		log:     opts.Logger,
+		lim:     lograte.New(opts.Logger, 10*time.Second),
+		subs:    opts.Subscribers,
+		abort:   make(chan struct{}),
+		sources: map[int]*runningSource{},
+	}
+	e.cdrActions.Store(uint32(opts.CDRActions))
+	for i := 0; i < opts.Workers; i++ {
+		w := &worker{
+			e:    e,
+			id:   i,
+			in:   make(chan *batch, opts.Queue),
+			free: make(chan *batch, opts.Queue+2),
+		}
+		for j := 0; j < opts.Queue+2; j++ {
+			w.free <- newBatch(opts.Batch)
+		}
+		w.dec = opts.NewDecider()
+		if opts.NewPoster != nil {
+			w.post = opts.NewPoster()
+		}
+		e.workers = append(e.workers, w)
+	}
+	for _, w := range e.workers {
+		e.wg.Add(1)
+		go w.run()
+	}
+	e.rate.start = time.Now()
+	return e, nil
+}
+
+// SetCDRActions changes which actions produce CDRs; workers see it at their
+// next batch.
+func (e *Engine) SetCDRActions(s ActionSet) { e.cdrActions.Store(uint32(s)) }
+
+// CDRActions returns the actions that produce CDRs.
+func (e *Engine) CDRActions() ActionSet { return ActionSet(e.cdrActions.Load()) }
+
+// Subscribers returns the holder of the subscriber table (Swap to reload).
+func (e *Engine) Subscribers() *subscribers.Holder { return e.subs }
+
+// Workers returns the number of workers.
+func (e *Engine) Workers() int { return len(e.workers) }
+
+// Close stops every source (delivering what they read), lets the workers
+// finish their queues, and closes deciders and posters. If ctx ends first,
+// what is still queued is dropped and counted.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	srcs := make([]*runningSource, 0, len(e.sources))
+	for _, s := range e.sources {
+		srcs = append(srcs, s)
+	}
+	e.mu.Unlock()
+	for _, s := range srcs {
+		s.cancel()
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, s := range srcs {
+			<-s.done
+		}
+		for _, w := range e.workers {
+			close(w.in)
+		}
+		e.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		close(e.abort)
+		<-done
+		return fmt.Errorf("pktengine: stopped before the queues drained: %w", ctx.Err())
+	}
+}
+
+// item is one query waiting for its decision.
+type item struct {
+	ts    int64 // epoch ms
+	ip    netip.Addr
+	qtype uint16
+	off   uint32 // name = arena[off:off+n]
+	n     uint16
+}
+
+// batch is a reader -> worker hand-off: queries of one worker plus the bytes
+// of their names.
+type batch struct {
+	items []item
+	arena []byte
+	first time.Time // when the first item went in (reader clock)
+}
+
+func newBatch(n int) *batch {
+	return &batch{items: make([]item, 0, n), arena: make([]byte, 0, n*64)}
+}
+
+// worker decides the queries of the subscribers hashed to it.
+type worker struct {
+	e    *Engine
+	id   int
+	in   chan *batch
+	free chan *batch
+	dec  Decider
+	post Poster
+
+	queued atomic.Int64 // queries handed over and not yet decided
+	wc     workerCounters
+
+	// burst scratch
+	subs   []*subscribers.Subscriber
+	groups []string
+	names  [][]byte
+	out    []Decision
+	rec    cdr.Record
+}
+
+// workerCounters are published once per batch.
+type workerCounters struct {
+	decided    [numActions]atomic.Uint64
+	cdrs       atomic.Uint64
+	cdrSkipped [numActions]atomic.Uint64
+	batches    atomic.Uint64
+	dropped    atomic.Uint64 // queued when Close gave up
+}
+
+func (w *worker) run() {
+	defer w.e.wg.Done()
+	defer func() {
+		w.dec.Close()
+		if w.post != nil {
+			w.post.Close()
+		}
+	}()
+	for b := range w.in {
+		select {
+		case <-w.e.abort:
+			w.wc.dropped.Add(uint64(len(b.items)))
+			w.queued.Add(-int64(len(b.items)))
+			continue
+		default:
+		}
+		w.process(b)
+		n := len(b.items)
+		b.items, b.arena = b.items[:0], b.arena[:0]
+		w.free <- b
+		w.queued.Add(-int64(n))
+	}
+}
+
+func (w *worker) process(b *batch) {
+	n := len(b.items)
+	if cap(w.groups) < n {
+		w.groups = make([]string, n)
+		w.names = make([][]byte, n)
+		w.out = make([]Decision, n)
+	}
+	groups, names, out := w.groups[:n], w.names[:n], w.out[:n]
+	if cap(w.subs) < n {
+		w.subs = make([]*subscribers.Subscriber, n)
+	}
+	subs := w.subs[:n]
+	tab := w.e.subs.Load()
+	for i := range b.items {
+		it := &b.items[i]
+		s := tab.Lookup(it.ip)
+		subs[i] = s
+		groups[i] = s.Group
+		names[i] = b.arena[it.off : it.off+uint32(it.n) : it.off+uint32(it.n)]
+	}
+	w.dec.DecideBurst(groups, names, out)
+	set := ActionSet(w.e.cdrActions.Load())
+	var decided, skipped [numActions]uint64
+	var cdrs uint64
+	for i := range b.items {
+		d := out[i]
+		a := d.Action
+		if a >= numActions {
+			a = ActionAllow
+		}
+		decided[a]++
+		if w.post == nil || !set.Has(a) {
+			skipped[a]++
+			continue
+		}
+		it := &b.items[i]
+		w.rec = cdr.Record{
+			TS:           it.ts,
+			IP:           it.ip,
+			SubscriberID: subs[i].ID,
+			Domain:       names[i],
+			QType:        it.qtype,
+			Action:       actionNames[a],
+			Group:        d.Group,
+			Category:     d.Category,
+		}
+		w.post.Post(&w.rec)
+		cdrs++
+	}
+	for a := range decided {
+		if decided[a] != 0 {
+			w.wc.decided[a].Add(decided[a])
+		}
+		if skipped[a] != 0 {
+			w.wc.cdrSkipped[a].Add(skipped[a])
+		}
+	}
+	w.wc.cdrs.Add(cdrs)
+	w.wc.batches.Add(1)
+}

@@ -1,0 +1,476 @@
+package pktengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/pktengine/pcapfile"
+)
+
+// Source is a packet source: a capture file or a live interface.
+type Source interface {
+	// Name is the source as configured ("pcap:/x.pcap", "live:eth0").
+	Name() string
+	// LinkType is the link type of the packets.
+	LinkType() layers.LinkType
+	// ZeroCopyReadPacketData returns the next packet; data is valid until
+	// the next call. io.EOF ends the source; ErrTimeout means no packet
+	// arrived within the read timeout (the reader flushes and retries).
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	// Close releases the source.
+	Close() error
+}
+
+// ErrTimeout is returned by live sources when no packet arrived in time.
+var ErrTimeout = errors.New("read timeout")
+
+// dropStatser is implemented by live sources that count kernel drops.
+type dropStatser interface {
+	DropStats() (received, dropped, ifDropped uint64, err error)
+}
+
+// fileSource replays a pcap or pcapng file.
+type fileSource struct {
+	name string
+	f    *pcapfile.File
+}
+
+// OpenFile opens a capture file as a source.
+func OpenFile(path string) (Source, error) {
+	f, err := pcapfile.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if !dnsdecode.SupportedLinkType(f.LinkType()) {
+		f.Close()
+		return nil, fmt.Errorf("%s: unsupported link type %v", path, f.LinkType())
+	}
+	return &fileSource{name: "pcap:" + path, f: f}, nil
+}
+
+func (s *fileSource) Name() string              { return s.name }
+func (s *fileSource) LinkType() layers.LinkType { return s.f.LinkType() }
+func (s *fileSource) Close() error              { return s.f.Close() }
+func (s *fileSource) ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+	return s.f.ZeroCopyReadPacketData()
+}
+
+// OpenSource opens a source from its configured form: "pcap:<file>" or
+// "live:<interface>".
+func OpenSource(spec string, live LiveOptions) (Source, error) {
+	kind, arg, ok := strings.Cut(spec, ":")
+	if !ok || arg == "" {
+		return nil, fmt.Errorf("source %q: want pcap:<file> or live:<interface>", spec)
+	}
+	switch kind {
+	case "pcap", "file":
+		return OpenFile(arg)
+	case "live":
+		return openLive(arg, live)
+	}
+	return nil, fmt.Errorf("source %q: unknown kind %q (want pcap or live)", spec, kind)
+}
+
+// readerCounters are a source's counters, published by its reader in
+// batches so the hot loop touches no shared cache lines per packet.
+type readerCounters struct {
+	packets, bytes, queries, responses atomic.Uint64
+	reasons                            [dnsdecode.NumReasons]atomic.Uint64
+	readErrors                         atomic.Uint64
+	dropped                            atomic.Uint64 // queries dropped at shutdown
+	kernelDropped, ifDropped           atomic.Uint64 // live: libpcap's counters
+}
+
+type localCounters struct {
+	packets, bytes, queries, responses uint64
+	reasons                            [dnsdecode.NumReasons]uint64
+	readErrors, dropped                uint64
+}
+
+func (rc *readerCounters) publish(l *localCounters) {
+	rc.packets.Add(l.packets)
+	rc.bytes.Add(l.bytes)
+	rc.queries.Add(l.queries)
+	rc.responses.Add(l.responses)
+	for i, v := range l.reasons {
+		if v != 0 {
+			rc.reasons[i].Add(v)
+		}
+	}
+	rc.readErrors.Add(l.readErrors)
+	rc.dropped.Add(l.dropped)
+	*l = localCounters{}
+}
+
+func (rc *readerCounters) addTo(o *readerCounters) {
+	o.packets.Add(rc.packets.Load())
+	o.bytes.Add(rc.bytes.Load())
+	o.queries.Add(rc.queries.Load())
+	o.responses.Add(rc.responses.Load())
+	for i := range rc.reasons {
+		o.reasons[i].Add(rc.reasons[i].Load())
+	}
+	o.readErrors.Add(rc.readErrors.Load())
+	o.dropped.Add(rc.dropped.Load())
+	o.kernelDropped.Add(rc.kernelDropped.Load())
+	o.ifDropped.Add(rc.ifDropped.Load())
+}
+
+// runningSource is a source being read.
+type runningSource struct {
+	id      int
+	name    string
+	speed   float64
+	started time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
+	rc      readerCounters
+	ended   atomic.Pointer[time.Time]
+	err     atomic.Pointer[string]
+	stopped atomic.Bool
+}
+
+// Start reads src on a new goroutine until it ends, fails or is stopped.
+// speed paces file replays: 0 reads as fast as possible, 1 at the capture's
+// pace, 2 twice as fast. It returns the source's id.
+func (e *Engine) Start(src Source, speed float64) (int, error) {
+	if speed < 0 || math.IsNaN(speed) || math.IsInf(speed, 0) {
+		src.Close()
+		return 0, fmt.Errorf("bad speed %v", speed)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		src.Close()
+		return 0, errors.New("pktengine: engine stopped")
+	}
+	dec, err := dnsdecode.New(src.LinkType(), dnsdecode.Options{Ports: e.opts.Ports})
+	if err != nil {
+		src.Close()
+		return 0, err
+	}
+	e.nextID++
+	ctx, cancel := context.WithCancel(context.Background())
+	rs := &runningSource{id: e.nextID, name: src.Name(), speed: speed, started: time.Now(), cancel: cancel, done: make(chan struct{})}
+	e.sources[rs.id] = rs
+	go e.read(ctx, rs, src, dec)
+	return rs.id, nil
+}
+
+// StopSource stops one source (id) or, with id 0, every source, and waits
+// until what they read has been handed to the workers. It returns how many
+// sources it stopped.
+func (e *Engine) StopSource(ctx context.Context, id int) (int, error) {
+	e.mu.Lock()
+	var srcs []*runningSource
+	for _, s := range e.sources {
+		if id == 0 || s.id == id {
+			srcs = append(srcs, s)
+		}
+	}
+	e.mu.Unlock()
+	for _, s := range srcs {
+		s.stopped.Store(true)
+		s.cancel()
+	}
+	for _, s := range srcs {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return len(srcs), ctx.Err()
+		}
+	}
+	return len(srcs), nil
+}
+
+// Wait blocks until source id has ended (or ctx ends).
+func (e *Engine) Wait(ctx context.Context, id int) error {
+	e.mu.Lock()
+	s := e.sources[id]
+	e.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Drain waits until every worker's queue is empty (or ctx ends).
+func (e *Engine) Drain(ctx context.Context) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		busy := false
+		for _, w := range e.workers {
+			if w.queued.Load() != 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// pick returns the worker of a subscriber address.
+func (e *Engine) pick(a netip.Addr) *worker {
+	n := len(e.workers)
+	if n == 1 {
+		return e.workers[0]
+	}
+	var h uint64
+	if a.Is4() {
+		b := a.As4()
+		h = uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+	} else {
+		b := a.As16()
+		for i := 0; i < 16; i += 8 {
+			h ^= uint64(b[i])<<56 | uint64(b[i+1])<<48 | uint64(b[i+2])<<40 | uint64(b[i+3])<<32 |
+				uint64(b[i+4])<<24 | uint64(b[i+5])<<16 | uint64(b[i+6])<<8 | uint64(b[i+7])
+		}
+	}
+	h *= 0x9E3779B97F4A7C15
+	return e.workers[(h>>32)%uint64(n)]
+}
+
+var reasonKeys = func() (k [dnsdecode.NumReasons]string) {
+	for i := range k {
+		k[i] = "decode:" + dnsdecode.Reason(i).String()
+	}
+	return
+}()
+
+// reader is the per-source decode loop state.
+type reader struct {
+	e    *Engine
+	rs   *runningSource
+	cur  []*batch
+	l    localCounters
+	now  time.Time
+	dead bool // engine aborted: drop instead of hand over
+}
+
+func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *dnsdecode.Decoder) {
+	r := &reader{e: e, rs: rs, cur: make([]*batch, len(e.workers)), now: time.Now()}
+	var res dnsdecode.Result
+	var endErr error
+	var firstTS time.Time
+	var startWall time.Time
+	ds, _ := src.(dropStatser)
+	defer func() {
+		r.flushAll()
+		rs.rc.publish(&r.l)
+		if ds != nil {
+			r.pollDrops(ds)
+		}
+		src.Close()
+		now := time.Now()
+		rs.ended.Store(&now)
+		if endErr != nil {
+			msg := endErr.Error()
+			rs.err.Store(&msg)
+			e.log.Warn("packet source failed", "source", rs.name, "err", endErr)
+		} else {
+			e.log.Info("packet source ended", "source", rs.name, "packets", rs.rc.packets.Load(), "queries", rs.rc.queries.Load(), "stopped", rs.stopped.Load())
+		}
+		e.mu.Lock()
+		delete(e.sources, rs.id)
+		rs.rc.addTo(&e.retired)
+		e.finished = append(e.finished, e.sourceStatus(rs))
+		if len(e.finished) > 10 {
+			e.finished = e.finished[len(e.finished)-10:]
+		}
+		e.mu.Unlock()
+		close(rs.done)
+	}()
+	flushAfter := e.opts.FlushAfter
+	for n := uint64(0); ; n++ {
+		if n&63 == 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			r.now = time.Now()
+			r.flushOld(flushAfter)
+			if n&16383 == 0 {
+				rs.rc.publish(&r.l)
+				if ds != nil && n&(1<<20-1) == 0 {
+					r.pollDrops(ds)
+				}
+			}
+		}
+		data, ci, err := src.ZeroCopyReadPacketData()
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF):
+				return
+			case errors.Is(err, ErrTimeout):
+				r.now = time.Now()
+				r.flushAll()
+				rs.rc.publish(&r.l)
+				if ds != nil {
+					r.pollDrops(ds)
+				}
+				continue
+			case errors.Is(err, io.ErrUnexpectedEOF):
+				// A capture cut short (still being written, or truncated):
+				// what was read counts; the tail is reported.
+				endErr = fmt.Errorf("capture ends inside a packet: %w", err)
+				r.l.readErrors++
+				return
+			default:
+				r.l.readErrors++
+				if _, isFile := src.(*fileSource); isFile {
+					endErr = err
+					return
+				}
+				e.lim.Warn("read:"+rs.name, "packet read error", "source", rs.name, "err", err)
+				if r.l.readErrors > 1000 && r.l.packets == 0 {
+					endErr = err
+					return
+				}
+				continue
+			}
+		}
+		if rs.speed > 0 {
+			if firstTS.IsZero() {
+				firstTS, startWall = ci.Timestamp, time.Now()
+			} else if due := startWall.Add(time.Duration(float64(ci.Timestamp.Sub(firstTS)) / rs.speed)); due.After(r.now) {
+				if d := time.Until(due); d > time.Millisecond {
+					r.flushAll()
+					rs.rc.publish(&r.l)
+					t := time.NewTimer(d)
+					select {
+					case <-ctx.Done():
+						t.Stop()
+						return
+					case <-t.C:
+					}
+					r.now = time.Now()
+				}
+			}
+		}
+		r.l.packets++
+		r.l.bytes += uint64(ci.Length)
+		dec.Decode(data, &res)
+		switch res.Kind {
+		case dnsdecode.Query:
+			r.l.queries++
+			r.add(&res, ci.Timestamp.UnixMilli())
+		case dnsdecode.Response:
+			r.l.responses++
+		default:
+			r.l.reasons[res.Reason]++
+			if res.Kind == dnsdecode.Malformed {
+				e.lim.Warn(reasonKeys[res.Reason], "malformed DNS packet", "source", rs.name, "reason", res.Reason.String(), "src", res.Src)
+			}
+		}
+	}
+}
+
+func (r *reader) pollDrops(ds dropStatser) {
+	_, dropped, ifd, err := ds.DropStats()
+	if err == nil {
+		r.rs.rc.kernelDropped.Store(dropped)
+		r.rs.rc.ifDropped.Store(ifd)
+	}
+}
+
+// add appends a query to its worker's batch, handing the batch over when
+// full.
+func (r *reader) add(res *dnsdecode.Result, ts int64) {
+	w := r.e.pick(res.Src)
+	b := r.cur[w.id]
+	if b != nil && len(b.arena)+len(res.Name) > cap(b.arena) {
+		r.send(w, b)
+		b = nil
+	}
+	if b == nil {
+		b = r.take(w)
+		if b == nil {
+			r.l.dropped++
+			return
+		}
+		r.cur[w.id] = b
+	}
+	off := len(b.arena)
+	b.arena = append(b.arena, res.Name...)
+	b.items = append(b.items, item{ts: ts, ip: res.Src, qtype: res.QType, off: uint32(off), n: uint16(len(res.Name))})
+	if len(b.items) == cap(b.items) {
+		r.send(w, b)
+	}
+}
+
+// take gets an empty batch for w, waiting for the worker to free one
+// (back-pressure) unless the engine is aborting.
+func (r *reader) take(w *worker) *batch {
+	if r.dead {
+		return nil
+	}
+	select {
+	case b := <-w.free:
+		b.first = r.now
+		return b
+	default:
+	}
+	select {
+	case b := <-w.free:
+		b.first = r.now
+		return b
+	case <-r.e.abort:
+		r.dead = true
+		return nil
+	}
+}
+
+func (r *reader) send(w *worker, b *batch) {
+	r.cur[w.id] = nil
+	n := len(b.items)
+	if n == 0 {
+		w.free <- b
+		return
+	}
+	w.queued.Add(int64(n))
+	select {
+	case w.in <- b:
+	case <-r.e.abort:
+		r.dead = true
+		w.queued.Add(-int64(n))
+		r.l.dropped += uint64(n)
+	}
+}
+
+func (r *reader) flushAll() {
+	for i, b := range r.cur {
+		if b != nil {
+			r.send(r.e.workers[i], b)
+		}
+	}
+}
+
+func (r *reader) flushOld(age time.Duration) {
+	for i, b := range r.cur {
+		if b != nil && r.now.Sub(b.first) >= age {
+			r.send(r.e.workers[i], b)
+		}
+	}
+}
