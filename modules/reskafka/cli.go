@@ -1,0 +1,392 @@
+package reskafka
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchboard-dp/switchboard/cli"
+)
+
+// testSendTimeout bounds how long "kafka test send" waits for the delivery
+// report.
+var testSendTimeout = 10 * time.Second
+
+func (m *Module) commands() []*cli.Command {
+	connNames := func(args []string, prefix string) []string {
+		if len(args) != 0 {
+			return nil
+		}
+		return m.matching(m.Connections(), prefix)
+	}
+	return []*cli.Command{
+		{
+			Path:    "kafka show status",
+			Summary: "Show every Kafka connection with its state and counters",
+			Usage:   "kafka show status",
+			Run:     m.cliStatus,
+		},
+		{
+			Path:     "kafka show connection",
+			Summary:  "Show a Kafka connection's settings and runtime state",
+			Usage:    "kafka show connection <name>",
+			Run:      m.cliConnection,
+			Complete: connNames,
+		},
+		{
+			Path:    "kafka show consumers",
+			Summary: "List Kafka consumers (subscriptions)",
+			Usage:   "kafka show consumers",
+			Run:     m.cliConsumers,
+		},
+		{
+			Path:    "kafka show consumer",
+			Summary: "Show one Kafka consumer: group, partitions, offsets, lag",
+			Usage:   "kafka show consumer <name>",
+			Run:     m.cliConsumer,
+			Complete: func(args []string, prefix string) []string {
+				if len(args) != 0 {
+					return nil
+				}
+				return m.matching(m.subscriptionNames(), prefix)
+			},
+		},
+		{
+			Path:    "kafka test send",
+			Summary: "Produce one message and wait for its delivery report",
+			Usage:   "kafka test send connection <name> topic <topic> message <text> [key <key>]",
+			Run:     m.cliTestSend,
+			Complete: func(args []string, prefix string) []string {
+				switch len(args) {
+				case 0:
+					return []string{"connection"}
+				case 1:
+					return m.matching(m.Connections(), prefix)
+				case 2:
+					return []string{"topic"}
+				case 4:
+					return []string{"message"}
+				}
+				if len(args) >= 6 && args[len(args)-1] != "key" {
+					return []string{"key"}
+				}
+				return nil
+			},
+		},
+	}
+}
+
+func (m *Module) matching(names []string, prefix string) []string {
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (m *Module) subscriptionNames() []string {
+	var out []string
+	for _, s := range m.allSubscriptions() {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+func (m *Module) allSubscriptions() []*Subscription {
+	m.mu.RLock()
+	var conns []*conn
+	for _, c := range m.conns {
+		conns = append(conns, c)
+	}
+	for c := range m.removed {
+		conns = append(conns, c)
+	}
+	m.mu.RUnlock()
+	var out []*Subscription
+	for _, c := range conns {
+		out = append(out, c.subscriptions()...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// ConnectionStatus is one row of "kafka show status".
+type ConnectionStatus struct {
+	Name, Brokers, State, LastError                       string
+	LastErrorAt                                           time.Time
+	Produced, Delivered, Failed, Dropped, QueueFullDrops  int64
+	Queued                                                int
+	Errors, Rebuilds                                      int64
+	ProducerCreated                                       bool
+	Consumers                                             int
+}
+
+// Status returns the state and counters of a connection.
+func (m *Module) Status(name string) (ConnectionStatus, error) {
+	c, err := m.conn(name)
+	if err != nil {
+		return ConnectionStatus{}, err
+	}
+	return m.status(c), nil
+}
+
+func (m *Module) status(c *conn) ConnectionStatus {
+	state, lastErr, at := c.getState()
+	c.mu.Lock()
+	prod := c.producer != nil
+	nsubs := len(c.subs)
+	c.mu.Unlock()
+	return ConnectionStatus{
+		Name: c.name, Brokers: m.brokersLabel(c.cfg()), State: state, LastError: lastErr, LastErrorAt: at,
+		Produced: c.produced.Load(), Delivered: c.delivered.Load(), Failed: c.failed.Load(),
+		Dropped: c.droppedTotal(), QueueFullDrops: c.dropped[dropQueueFull].Load(), Queued: c.queued(),
+		Errors: c.errorsN.Load(), Rebuilds: c.rebuilds.Load(), ProducerCreated: prod, Consumers: nsubs,
+	}
+}
+
+func (m *Module) cliStatus(_ context.Context, w io.Writer, args []string) error {
+	if len(args) != 0 {
+		return cli.Usagef("kafka show status takes no arguments")
+	}
+	fmt.Fprintln(w, "Connections:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "Name\tBrokers\tState\tProduced\tDelivered\tFailed\tDropped\tQueued")
+	names := m.Connections()
+	for _, n := range names {
+		c, err := m.conn(n)
+		if err != nil {
+			continue
+		}
+		st := m.status(c)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", st.Name, st.Brokers, st.State,
+			st.Produced, st.Delivered, st.Failed, st.Dropped, st.Queued)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d connection(s)\n", len(names))
+	if m.embAddr != "" {
+		fmt.Fprintf(w, "Embedded broker at %s: keeps nothing on disk; for demos and development, not production.\n", m.embAddr)
+	}
+	return nil
+}
+
+func (m *Module) cliConnection(_ context.Context, w io.Writer, args []string) error {
+	if len(args) != 1 {
+		return cli.Usagef("name one connection")
+	}
+	c, err := m.conn(args[0])
+	if err != nil {
+		fmt.Fprintf(w, "No connection named %s\n", args[0])
+		return nil
+	}
+	cfg := c.cfg()
+	st := m.status(c)
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	line := func(label, value string) { fmt.Fprintf(tw, "%s:\t%s\n", label, value) }
+	line("Name", c.name)
+	for _, kv := range cfg.settings() {
+		if kv[0] == "Brokers" {
+			kv[1] = m.brokersLabel(cfg)
+		}
+		line(kv[0], kv[1])
+	}
+	if cfg.EmbeddedPort >= 0 {
+		line("Embedded broker", m.embAddr+" (keeps nothing on disk; for demos and development, not production)")
+	}
+	line("State", st.State)
+	yes := map[bool]string{true: "yes", false: "no"}
+	c.mu.Lock()
+	p := c.producer
+	holds := c.holds
+	c.mu.Unlock()
+	line("Producer created", yes[p != nil])
+	if p != nil {
+		p.mu.RLock()
+		if p.inner != nil {
+			line("Producer client", p.name+" (since "+p.created.Format(time.RFC3339)+")")
+		}
+		p.mu.RUnlock()
+	}
+	line("Producer holders", strconv.Itoa(holds))
+	line("Consumers", strconv.Itoa(st.Consumers))
+	line("Produced", strconv.FormatInt(st.Produced, 10))
+	line("Delivered", strconv.FormatInt(st.Delivered, 10))
+	line("Failed", strconv.FormatInt(st.Failed, 10))
+	drops := make([]string, 0, numDrops)
+	for i := range c.dropped {
+		drops = append(drops, fmt.Sprintf("%s %d", dropReasons[i], c.dropped[i].Load()))
+	}
+	line("Dropped", fmt.Sprintf("%d (%s)", st.Dropped, strings.Join(drops, ", ")))
+	line("Queued", strconv.Itoa(st.Queued))
+	line("Client errors", strconv.FormatInt(st.Errors, 10))
+	line("Rebuilds (reload)", strconv.FormatInt(st.Rebuilds, 10))
+	if st.LastError != "" {
+		line("Last error", st.LastError+" (at "+st.LastErrorAt.Format(time.RFC3339)+")")
+	} else {
+		line("Last error", "(none)")
+	}
+	c.smu.Lock()
+	brokers, statsAt := c.brokers, c.statsAt
+	c.smu.Unlock()
+	if cfg.StatisticsIntervalMs == 0 {
+		line("Broker states", "(statistics off: set statistics_interval_ms)")
+	} else if statsAt.IsZero() {
+		line("Broker states", "(no statistics yet)")
+	} else {
+		for _, b := range brokers {
+			line("Broker "+b.Name, fmt.Sprintf("%s, rtt %.1f ms", b.State, float64(b.RTTus)/1000))
+		}
+	}
+	return tw.Flush()
+}
+
+func (m *Module) cliConsumers(_ context.Context, w io.Writer, args []string) error {
+	if len(args) != 0 {
+		return cli.Usagef("kafka show consumers takes no arguments")
+	}
+	subs := m.allSubscriptions()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "Name\tConnection\tGroup\tTopics\tPartitions\tReceived\tHandled\tErrors\tLag")
+	for _, s := range subs {
+		st := s.Status()
+		lag := int64(0)
+		known := false
+		for _, p := range st.Partitions {
+			if p.Lag >= 0 {
+				lag += p.Lag
+				known = true
+			}
+		}
+		lagS := "unknown"
+		if known {
+			lagS = strconv.FormatInt(lag, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", st.Name, st.Connection, st.Group,
+			strings.Join(st.Topics, ","), len(st.Partitions), st.Received, st.Handled, st.HandlerErrors, lagS)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d consumer(s)\n", len(subs))
+	return nil
+}
+
+func (m *Module) cliConsumer(_ context.Context, w io.Writer, args []string) error {
+	if len(args) != 1 {
+		return cli.Usagef("name one consumer")
+	}
+	var s *Subscription
+	for _, x := range m.allSubscriptions() {
+		if x.name == args[0] {
+			s = x
+		}
+	}
+	if s == nil {
+		fmt.Fprintf(w, "No consumer named %s\n", args[0])
+		return nil
+	}
+	st := s.Status()
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	line := func(label, value string) { fmt.Fprintf(tw, "%s:\t%s\n", label, value) }
+	line("Name", st.Name)
+	line("Connection", st.Connection)
+	line("Group", st.Group)
+	line("Topics", strings.Join(st.Topics, ", "))
+	proto := st.Protocol
+	if proto == "" {
+		proto = "(not joined yet)"
+	}
+	line("Rebalance protocol", proto)
+	assignor := s.opts.Assignor
+	if assignor == "" {
+		assignor = "(librdkafka default)"
+	}
+	line("Assignor", assignor)
+	line("Commits", map[bool]string{true: "automatic (after the handler returns)", false: "manual"}[s.autoCommit()])
+	line("Client", st.Client)
+	line("Messages received", strconv.FormatInt(st.Received, 10))
+	line("Messages handled", strconv.FormatInt(st.Handled, 10))
+	line("Handler errors", strconv.FormatInt(st.HandlerErrors, 10))
+	line("Handler queue", fmt.Sprintf("%d/%d", st.Queued, cap(s.queue)))
+	line("Paused (handler behind)", map[bool]string{true: "yes", false: "no"}[st.Paused])
+	line("Pauses", strconv.FormatInt(st.Pauses, 10))
+	line("Rebalances", strconv.FormatInt(st.Rebalances, 10))
+	line("Discarded on revocation", strconv.FormatInt(st.Discarded, 10))
+	line("Commit errors", strconv.FormatInt(st.CommitErrors, 10))
+	if st.LastError != "" {
+		line("Last error", st.LastError)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "Assigned partitions:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  Topic\tPartition\tPosition\tCommitted\tHigh\tLag")
+	num := func(v int64) string {
+		if v < 0 {
+			return "-"
+		}
+		return strconv.FormatInt(v, 10)
+	}
+	for _, p := range st.Partitions {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\n", p.Topic, p.Partition, num(p.Position), num(p.Committed), num(p.High), num(p.Lag))
+	}
+	return tw.Flush()
+}
+
+func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) error {
+	if len(args) < 6 || args[0] != "connection" || args[2] != "topic" || args[4] != "message" {
+		return cli.Usagef("wrong arguments")
+	}
+	name, topic := args[1], args[3]
+	rest := args[5:]
+	var key []byte
+	if len(rest) >= 3 && rest[len(rest)-2] == "key" {
+		key = []byte(rest[len(rest)-1])
+		rest = rest[:len(rest)-2]
+	}
+	text := strings.Join(rest, " ")
+	c, err := m.conn(name)
+	if err != nil {
+		fmt.Fprintf(w, "No connection named %s\n", name)
+		return nil
+	}
+	p, err := m.Producer(name)
+	if err != nil {
+		return fmt.Errorf("connection %s: %s", name, c.mask(err.Error()))
+	}
+	defer p.Release()
+	done := make(chan Delivery, 1)
+	if err := p.Produce(topic, key, []byte(text), nil, func(d Delivery) { done <- d }); err != nil {
+		fmt.Fprintf(w, "Message not queued: %s\n", c.mask(err.Error()))
+		return nil
+	}
+	timer := time.NewTimer(testSendTimeout)
+	defer timer.Stop()
+	select {
+	case d := <-done:
+		if d.Err != nil {
+			fmt.Fprintf(w, "Message delivery to %s failed: %s (%s)\n", topic, c.mask(d.Err.Error()), d.Status)
+			return nil
+		}
+		fmt.Fprintf(w, "Message delivered to %s [%d] at offset %d\n", d.Topic, d.Partition, d.Offset)
+	case <-timer.C:
+		state, lastErr, _ := c.getState()
+		fmt.Fprintf(w, "Message not delivered within %s; it stays queued (connection state %s", testSendTimeout, state)
+		if lastErr != "" {
+			fmt.Fprintf(w, ", last error: %s", lastErr)
+		}
+		fmt.Fprintln(w, ")")
+	case <-ctx.Done():
+		fmt.Fprintln(w, "Interrupted; the message stays queued")
+	}
+	return nil
+}

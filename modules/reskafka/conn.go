@@ -1,0 +1,349 @@
+package reskafka
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Connection states shown by the CLI.
+const (
+	stateIdle       = "idle"       // no client created yet
+	stateConnecting = "connecting" // clients exist, nothing heard yet
+	stateUp         = "up"
+	stateDown       = "down"        // all brokers down
+	stateAuthFailed = "auth failed" // SASL / SSL authentication failed
+	stateError      = "error"
+	stateFatal      = "fatal"
+	stateRemoved    = "removed" // removed by a reload, still held
+)
+
+// Reasons a message is dropped by Produce.
+const (
+	dropQueueFull = iota
+	dropRejected
+	dropClosed
+	numDrops
+)
+
+var dropReasons = [numDrops]string{"queue_full", "rejected", "closed"}
+
+// brokerStat is one broker as statistics describe it.
+type brokerStat struct {
+	Name  string
+	State string
+	RTTus int64
+}
+
+// conn is one named connection at run time.
+type conn struct {
+	m    *Module
+	name string
+
+	cfgp      atomic.Pointer[Connection]
+	bootstrap atomic.Pointer[string]
+
+	mu       sync.Mutex
+	producer *Producer
+	holds    int
+	subs     map[*Subscription]struct{}
+	removed  bool
+	closed   atomic.Bool
+
+	produced  atomic.Int64
+	delivered atomic.Int64
+	failed    atomic.Int64
+	dropped   [numDrops]atomic.Int64
+	errorsN   atomic.Int64
+	rebuilds  atomic.Int64
+
+	smu       sync.Mutex // guards the fields below
+	state     string
+	lastErr   string
+	lastErrAt time.Time
+	brokers   []brokerStat
+	statsAt   time.Time
+	secrets   []string
+}
+
+func newConn(m *Module, cfg *Connection, bootstrap string) *conn {
+	c := &conn{m: m, name: cfg.Name, subs: map[*Subscription]struct{}{}, state: stateIdle}
+	c.setConfig(cfg, bootstrap)
+	return c
+}
+
+func (c *conn) setConfig(cfg *Connection, bootstrap string) {
+	c.cfgp.Store(cfg)
+	c.bootstrap.Store(&bootstrap)
+	c.smu.Lock()
+	c.secrets = cfg.secrets()
+	c.smu.Unlock()
+}
+
+func (c *conn) cfg() *Connection { return c.cfgp.Load() }
+
+func (c *conn) countDrop(reason int) { c.dropped[reason].Add(1) }
+
+func (c *conn) droppedTotal() int64 {
+	var n int64
+	for i := range c.dropped {
+		n += c.dropped[i].Load()
+	}
+	return n
+}
+
+// mask replaces every secret of the connection in s by ********.
+func (c *conn) mask(s string) string {
+	c.smu.Lock()
+	secrets := c.secrets
+	c.smu.Unlock()
+	for _, sec := range secrets {
+		if len(sec) >= 3 {
+			s = strings.ReplaceAll(s, sec, "********")
+		}
+	}
+	return s
+}
+
+func (c *conn) setState(s string) {
+	c.smu.Lock()
+	c.state = s
+	c.smu.Unlock()
+}
+
+func (c *conn) getState() (state, lastErr string, at time.Time) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	state = c.state
+	if c.removed {
+		state += " (" + stateRemoved + ")"
+	}
+	return state, c.lastErr, c.lastErrAt
+}
+
+// setError records a client error as the connection's last error and
+// derives the state from it.
+func (c *conn) setError(err error) {
+	msg := c.mask(err.Error())
+	state := ""
+	var kerr kafka.Error
+	if errors.As(err, &kerr) {
+		switch kerr.Code() {
+		case kafka.ErrAllBrokersDown:
+			state = stateDown
+		case kafka.ErrAuthentication, kafka.ErrSaslAuthenticationFailed, kafka.ErrSsl,
+			kafka.ErrTopicAuthorizationFailed, kafka.ErrGroupAuthorizationFailed, kafka.ErrClusterAuthorizationFailed:
+			state = stateAuthFailed
+		case kafka.ErrTransport, kafka.ErrResolve:
+			// One broker connection failed; _ALL_BROKERS_DOWN says when all did.
+		default:
+			state = stateError
+		}
+		if kerr.IsFatal() {
+			state = stateFatal
+		}
+	}
+	c.errorsN.Add(1)
+	c.smu.Lock()
+	c.lastErr, c.lastErrAt = msg, time.Now()
+	if state != "" && !(c.state == stateAuthFailed && state == stateDown) {
+		c.state = state
+	}
+	c.smu.Unlock()
+}
+
+// handleClientError logs and records an error event of any client.
+func (c *conn) handleClientError(client string, e kafka.Error) {
+	c.setError(e)
+	msg := c.mask(e.Error())
+	if e.IsFatal() {
+		c.m.logger.Error("kafka fatal error", "connection", c.name, "client", client, "err", msg)
+		return
+	}
+	level := "warn"
+	switch e.Code() {
+	case kafka.ErrAuthentication, kafka.ErrSaslAuthenticationFailed, kafka.ErrSsl:
+		level = "error"
+	}
+	if level == "error" {
+		c.m.lim.Error("err:"+c.name+":"+e.Code().String(), "kafka authentication failed", "connection", c.name, "client", client, "err", msg)
+	} else {
+		c.m.lim.Warn("err:"+c.name+":"+e.Code().String(), "kafka client error", "connection", c.name, "client", client, "err", msg)
+	}
+}
+
+// handleProducerEvent is called on the poll goroutine (or by retire) for
+// every event of the connection's producer.
+func (c *conn) handleProducerEvent(ev kafka.Event) {
+	switch e := ev.(type) {
+	case *kafka.Message:
+		c.deliveryReport(e)
+	case kafka.Error:
+		c.handleClientError("producer", e)
+	case *kafka.Stats:
+		c.handleStats(e.String())
+	}
+}
+
+func (c *conn) deliveryReport(e *kafka.Message) {
+	err := e.TopicPartition.Error
+	if err == nil {
+		c.delivered.Add(1)
+		c.smu.Lock()
+		if c.state != stateUp {
+			c.state = stateUp
+		}
+		c.smu.Unlock()
+	} else {
+		c.failed.Add(1)
+		c.m.lim.Warn("dr:"+c.name, "kafka message delivery failed",
+			"connection", c.name, "topic", topicOf(e.TopicPartition), "err", c.mask(err.Error()), "failed", c.failed.Load())
+	}
+	if e.Opaque == nil {
+		return
+	}
+	var cb func(Delivery)
+	var opaque any
+	switch o := e.Opaque.(type) {
+	case func(Delivery):
+		cb = o
+	case *drOpaque:
+		cb, opaque = o.cb, o.opaque
+	default:
+		return
+	}
+	d := Delivery{Topic: topicOf(e.TopicPartition), Partition: e.TopicPartition.Partition,
+		Offset: int64(e.TopicPartition.Offset), Err: err, Status: persistence(err), Opaque: opaque}
+	c.m.callback(c, cb, d)
+}
+
+func topicOf(tp kafka.TopicPartition) string {
+	if tp.Topic == nil {
+		return ""
+	}
+	return *tp.Topic
+}
+
+// handleStats keeps what the CLI shows from a statistics JSON document.
+func (c *conn) handleStats(js string) {
+	var doc struct {
+		Brokers map[string]struct {
+			Name     string `json:"name"`
+			State    string `json:"state"`
+			NodeID   int    `json:"nodeid"`
+			RTT      struct {
+				Avg int64 `json:"avg"`
+			} `json:"rtt"`
+		} `json:"brokers"`
+	}
+	if err := json.Unmarshal([]byte(js), &doc); err != nil {
+		return
+	}
+	var bs []brokerStat
+	up := false
+	for _, b := range doc.Brokers {
+		if b.NodeID < 0 {
+			continue // bootstrap placeholder
+		}
+		bs = append(bs, brokerStat{Name: b.Name, State: b.State, RTTus: b.RTT.Avg})
+		up = up || b.State == "UP"
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
+	c.smu.Lock()
+	c.brokers, c.statsAt = bs, time.Now()
+	if up && (c.state == stateConnecting || c.state == stateDown) {
+		c.state = stateUp
+	}
+	c.smu.Unlock()
+}
+
+// newKafkaProducer creates a librdkafka producer from the current
+// configuration and registers it with the poll goroutine.
+func (c *conn) newKafkaProducer() (*kafka.Producer, error) {
+	cfg := c.cfg()
+	cm := cfg.producerConfig(*c.bootstrap.Load(), c.m.poll.logs)
+	kp, err := kafka.NewProducer(&cm)
+	if err != nil {
+		err = fmt.Errorf("connection %s: creating producer: %s", c.name, c.mask(err.Error()))
+		c.setError(err)
+		return nil, err
+	}
+	c.m.clientNames.Store(kp.String(), c)
+	c.m.poll.add(kp, c)
+	c.smu.Lock()
+	if c.state == stateIdle {
+		c.state = stateConnecting
+	}
+	c.smu.Unlock()
+	return kp, nil
+}
+
+// retire flushes a librdkafka producer for up to timeout, purges what is
+// left (whose delivery callbacks then report failure), stops polling it and
+// closes it. It returns how many messages were not delivered.
+func (c *conn) retire(kp *kafka.Producer, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	left := kp.Len()
+	for left > 0 {
+		now := time.Now()
+		if by := c.m.stopFlushBy.Load(); by != 0 && now.UnixNano() >= by {
+			break
+		}
+		if !now.Before(deadline) {
+			break
+		}
+		left = kp.Flush(int(min(deadline.Sub(now), 100*time.Millisecond) / time.Millisecond))
+	}
+	if left > 0 {
+		c.m.logger.Warn("kafka producer closing with undelivered messages; purging them",
+			"connection", c.name, "undelivered", left, "flush_timeout", timeout)
+		_ = kp.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
+		kp.Flush(1000)
+	}
+	c.m.poll.remove(kp)
+	for drained := false; !drained; {
+		select {
+		case ev := <-kp.Events():
+			c.handleProducerEvent(ev)
+		default:
+			drained = true
+		}
+	}
+	kp.Close()
+	for ev := range kp.Events() {
+		c.handleProducerEvent(ev)
+	}
+	c.m.clientNames.Delete(kp.String())
+	return left
+}
+
+// release gives back one hold of the producer.
+func (c *conn) release() {
+	c.mu.Lock()
+	if c.holds > 0 {
+		c.holds--
+	}
+	done := c.removed && c.holds == 0 && len(c.subs) == 0
+	c.mu.Unlock()
+	if done {
+		c.m.closeRemoved(c)
+	}
+}
+
+// queued returns the producer's queue length.
+func (c *conn) queued() int {
+	c.mu.Lock()
+	p := c.producer
+	c.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return p.Len()
+}

@@ -1,0 +1,102 @@
+package reskafka
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dp/switchboard/core"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testHost runs res_kafka alone in a host on kafka.conf text.
+type testHost struct {
+	t    *testing.T
+	h    *core.Host
+	m    *Module
+	logs *syncBuffer
+	dir  string
+}
+
+func startHost(t *testing.T, kafkaConf string) *testHost {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kafka.conf"), []byte(kafkaConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg := core.NewRegistry()
+	if err := reg.Register(Info()); err != nil {
+		t.Fatal(err)
+	}
+	h := core.New(core.Options{Registry: reg, ConfigDir: dir, DataDir: t.TempDir(), Logger: logger})
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatalf("start: %v\nlogs:\n%s", err, logs)
+	}
+	inst, ok := h.Instance("res_kafka")
+	if !ok {
+		t.Fatalf("res_kafka not running; logs:\n%s", logs)
+	}
+	th := &testHost{t: t, h: h, m: inst.(*Module), logs: logs, dir: dir}
+	t.Cleanup(func() { h.Stop(core.StopGracefully) })
+	return th
+}
+
+// run runs a CLI line and returns its output.
+func (th *testHost) run(line string) string {
+	th.t.Helper()
+	var b bytes.Buffer
+	if err := th.h.Run(context.Background(), line, &b); err != nil {
+		fmt.Fprintf(&b, "ERROR: %v\n", err)
+	}
+	return b.String()
+}
+
+// writeConf replaces kafka.conf.
+func (th *testHost) writeConf(text string) {
+	th.t.Helper()
+	if err := os.WriteFile(filepath.Join(th.dir, "kafka.conf"), []byte(text), 0o600); err != nil {
+		th.t.Fatal(err)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func uniqueTopic(t *testing.T) string {
+	return strings.NewReplacer("/", "-", " ", "-").Replace(fmt.Sprintf("rk-%s-%d", t.Name(), time.Now().UnixNano()%1e9))
+}

@@ -1,0 +1,457 @@
+// Package reskafka is res_kafka, the resource module every Kafka user of
+// switchboard borrows from: named connections read from kafka.conf, lazily
+// created producers and consumers shared per connection, one poll goroutine,
+// a produce / consume / admin Go API and the "kafka ..." CLI.
+//
+// # Goroutines
+//
+// confluent-kafka-go runs librdkafka's own poll inside every producer and
+// hands delivery reports, errors and statistics to a Go channel; res_kafka's
+// single poll goroutine drains every producer's channel and the shared log
+// channel (period poll_interval_ms, default 100 ms, when idle; at once when
+// events arrive), runs delivery callbacks and keeps state and counters.
+//
+// Every subscription has its own poll goroutine (serving its consumer queue
+// and rebalances) and its own handler goroutine fed through a bounded queue
+// (handler_queue, default 1024). When that queue fills, the subscription
+// pauses its partitions and keeps polling, so a slow handler neither leaves
+// the group (max.poll.interval.ms) nor delays delivery reports of producers
+// or messages of other subscriptions. Consumers are not served by the shared
+// poll goroutine because a revocation must wait for the message a handler is
+// processing: in a shared loop one slow handler would delay everybody.
+//
+// # Reload
+//
+// Unchanged connections are untouched. A changed connection gets a new
+// librdkafka producer behind the same *Producer handle; the old one is
+// flushed (up to message_timeout_ms) before it is closed, so no message
+// Produce accepted is lost (ordering between the old and the new producer is
+// not kept). Subscriptions of a changed connection are restarted. A removed
+// connection is closed once no module holds it (Producer.Release,
+// Subscription.Close).
+package reskafka
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-dp/switchboard/cli"
+	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/internal/lograte"
+)
+
+func init() {
+	core.Register(Info())
+}
+
+// Info returns res_kafka's registration record.
+func Info() core.ModuleInfo {
+	return core.ModuleInfo{
+		Name:        "res_kafka",
+		Description: "Kafka connections: shared producers, consumers and admin for other modules",
+		Priority:    core.PriorityResource,
+		Support:     core.SupportCore,
+		New:         func() core.Module { return new(Module) },
+	}
+}
+
+// Module is the running res_kafka. Other modules get it with
+// core.Borrow[*reskafka.Module](ctx, "res_kafka").
+type Module struct {
+	logger *slog.Logger
+	lim    *lograte.Limiter
+	ctx    context.Context
+
+	pending *Config // configured, not yet started
+
+	mu      sync.RWMutex
+	cfg     *Config
+	conns   map[string]*conn
+	removed map[*conn]struct{} // removed by reload, still held
+	subSeq  map[string]int
+
+	poll        *poller
+	clientNames sync.Map // librdkafka instance name -> *conn
+
+	emb     embeddedBroker
+	embAddr string
+
+	logLines        atomic.Int64
+	callbackPanics  atomic.Int64
+	ensureOK        atomic.Int64
+	ensureFailed    atomic.Int64
+	stopped         atomic.Bool
+	stopFlushBy     atomic.Int64 // unix nanoseconds: retiring producers give up then
+	retiring        sync.WaitGroup
+	lastUndelivered atomic.Int64
+}
+
+var (
+	_ core.Configurer = (*Module)(nil)
+	_ core.Starter    = (*Module)(nil)
+	_ core.Stopper    = (*Module)(nil)
+	_ core.Reloader   = (*Module)(nil)
+	_ core.Commander  = (*Module)(nil)
+)
+
+// Info implements core.Module.
+func (m *Module) Info() core.ModuleInfo { return Info() }
+
+// Configure reads and validates kafka.conf.
+func (m *Module) Configure(ctx *core.Context) error {
+	cfg, err := LoadConfig(ctx.ConfigPath(ConfigFile))
+	if err != nil {
+		return err
+	}
+	if !cfg.General.Enabled {
+		return core.Decline("%s: [general] enabled = no", ConfigFile)
+	}
+	m.pending = cfg
+	return nil
+}
+
+// Start starts the embedded broker if a connection names it and the poll
+// goroutine. No client is created yet and nothing waits for a broker.
+func (m *Module) Start(ctx *core.Context) error {
+	m.logger = ctx.Logger
+	m.lim = lograte.New(m.logger, 10*time.Second)
+	m.ctx = context.WithoutCancel(ctx)
+	cfg := m.pending
+	if cfg == nil {
+		if err := m.Configure(ctx); err != nil {
+			return err
+		}
+		cfg = m.pending
+	}
+	if cfg.Missing {
+		m.logger.Warn("no kafka.conf; running with no connections", "path", cfg.Path)
+	}
+	if err := m.ensureEmbedded(cfg); err != nil {
+		return err
+	}
+	m.poll = newPoller(m, time.Duration(cfg.General.PollIntervalMs)*time.Millisecond)
+	m.poll.start()
+	m.mu.Lock()
+	m.cfg = cfg
+	m.conns = map[string]*conn{}
+	m.removed = map[*conn]struct{}{}
+	m.subSeq = map[string]int{}
+	for _, name := range cfg.Order {
+		c := newConn(m, cfg.Connections[name], m.bootstrapFor(cfg.Connections[name]))
+		m.conns[name] = c
+		m.logger.Info("kafka connection configured", "connection", name, "brokers", m.brokersLabel(c.cfg()))
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// ensureEmbedded starts the embedded broker when the configuration needs it
+// and it is not running.
+func (m *Module) ensureEmbedded(cfg *Config) error {
+	port, used := cfg.EmbeddedPort()
+	if !used || m.emb != nil {
+		return nil
+	}
+	b, err := startEmbedded(port)
+	if err != nil {
+		return fmt.Errorf("starting the embedded Kafka broker on port %d: %w", port, err)
+	}
+	m.emb, m.embAddr = b, b.Addr()
+	m.logger.Warn("embedded Kafka broker started: keeps nothing on disk, for demos and development, not production",
+		"address", m.embAddr)
+	return nil
+}
+
+func (m *Module) bootstrapFor(c *Connection) string {
+	if c.EmbeddedPort >= 0 {
+		return m.embAddr
+	}
+	return c.Brokers
+}
+
+func (m *Module) brokersLabel(c *Connection) string {
+	if c.EmbeddedPort >= 0 {
+		return "embedded (" + m.embAddr + ")"
+	}
+	return c.Brokers
+}
+
+// Stop closes every subscription (leaving its group), flushes every producer
+// for up to shutdown_flush_timeout_ms (5 s) or until ctx is done, logs how
+// many messages were not delivered, and stops the embedded broker last.
+func (m *Module) Stop(ctx context.Context) error {
+	if m.poll == nil || !m.stopped.CompareAndSwap(false, true) {
+		return nil
+	}
+	m.mu.Lock()
+	var all []*conn
+	for _, c := range m.conns {
+		all = append(all, c)
+	}
+	for c := range m.removed {
+		all = append(all, c)
+	}
+	flush := time.Duration(m.cfg.General.ShutdownFlushTimeoutMs) * time.Millisecond
+	m.mu.Unlock()
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl) - 500*time.Millisecond; d < flush {
+			flush = max(d, 0)
+		}
+	}
+	m.stopFlushBy.Store(time.Now().Add(flush).UnixNano())
+	for _, c := range all {
+		c.closed.Store(true)
+	}
+	var wg sync.WaitGroup
+	for _, c := range all {
+		for _, s := range c.subscriptions() {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = s.Close() }()
+		}
+	}
+	wg.Wait()
+	var total atomic.Int64
+	for _, c := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.mu.Lock()
+			p := c.producer
+			c.mu.Unlock()
+			if p == nil {
+				return
+			}
+			left := p.close(flush)
+			total.Add(int64(left))
+			if left > 0 {
+				m.logger.Error("kafka messages not delivered at unload", "connection", c.name, "undelivered", left)
+			} else {
+				m.logger.Info("kafka producer flushed and closed", "connection", c.name,
+					"delivered", c.delivered.Load(), "failed", c.failed.Load())
+			}
+		}()
+	}
+	wg.Wait()
+	m.retiring.Wait()
+	m.lastUndelivered.Store(total.Load())
+	if n := total.Load(); n > 0 {
+		m.logger.Error("res_kafka unloaded with undelivered messages", "undelivered", n)
+	} else {
+		m.logger.Info("res_kafka unloaded; every queued message delivered")
+	}
+	m.poll.shutdown()
+	if m.emb != nil {
+		m.emb.Close()
+		m.logger.Info("embedded Kafka broker stopped", "address", m.embAddr)
+	}
+	return nil
+}
+
+// Undelivered returns how many messages the last Stop could not deliver.
+func (m *Module) Undelivered() int64 { return m.lastUndelivered.Load() }
+
+// Reload re-reads kafka.conf. An invalid file keeps the running
+// configuration and returns why.
+func (m *Module) Reload(ctx *core.Context) error {
+	cfg, err := LoadConfig(ctx.ConfigPath(ConfigFile))
+	if err != nil {
+		return err
+	}
+	if !cfg.General.Enabled {
+		return fmt.Errorf("%s: [general] enabled = no; unload the module instead (configuration kept)", ConfigFile)
+	}
+	return m.apply(cfg)
+}
+
+// apply switches to a new validated configuration.
+func (m *Module) apply(cfg *Config) error {
+	if port, used := cfg.EmbeddedPort(); used && m.emb != nil && port != 0 {
+		if want := fmt.Sprintf(":%d", port); len(m.embAddr) < len(want) || m.embAddr[len(m.embAddr)-len(want):] != want {
+			return fmt.Errorf("the embedded broker runs at %s; moving it to port %d needs a restart (configuration kept)", m.embAddr, port)
+		}
+	}
+	if err := m.ensureEmbedded(cfg); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	old := m.conns
+	m.cfg = cfg
+	next := map[string]*conn{}
+	var changed, gone []*conn
+	for _, name := range cfg.Order {
+		nc := cfg.Connections[name]
+		if c, ok := old[name]; ok {
+			next[name] = c
+			if !c.cfg().equal(nc) {
+				c.setConfig(nc, m.bootstrapFor(nc))
+				changed = append(changed, c)
+			}
+			continue
+		}
+		next[name] = newConn(m, nc, m.bootstrapFor(nc))
+		m.logger.Info("kafka connection added", "connection", name, "brokers", m.brokersLabel(nc))
+	}
+	for name, c := range old {
+		if _, ok := next[name]; !ok {
+			gone = append(gone, c)
+		}
+	}
+	m.conns = next
+	m.mu.Unlock()
+
+	for _, c := range changed {
+		m.logger.Info("kafka connection changed; rebuilding its clients after flushing", "connection", c.name)
+		c.rebuilds.Add(1)
+		c.mu.Lock()
+		p := c.producer
+		subs := c.subscriptionsLocked()
+		c.mu.Unlock()
+		if p != nil {
+			flush := time.Duration(c.cfg().MessageTimeoutMs)*time.Millisecond + 5*time.Second
+			if err := p.swap(flush); err != nil {
+				m.logger.Error("kafka producer rebuild failed; keeping the old one", "connection", c.name, "err", err)
+			}
+		}
+		for _, s := range subs {
+			if err := s.restart(); err != nil {
+				m.logger.Error("kafka subscription restart failed", "connection", c.name, "subscription", s.name, "err", err)
+			}
+		}
+	}
+	for _, c := range gone {
+		c.mu.Lock()
+		held := c.holds > 0 || len(c.subs) > 0
+		c.removed = true
+		c.mu.Unlock()
+		if held {
+			m.mu.Lock()
+			m.removed[c] = struct{}{}
+			m.mu.Unlock()
+			m.logger.Warn("kafka connection removed from kafka.conf but still held; closing it when released", "connection", c.name)
+			continue
+		}
+		m.logger.Info("kafka connection removed", "connection", c.name)
+		m.closeConn(c)
+	}
+	return nil
+}
+
+// closeRemoved closes a removed connection once its last holder let go.
+func (m *Module) closeRemoved(c *conn) {
+	m.mu.Lock()
+	_, ok := m.removed[c]
+	delete(m.removed, c)
+	m.mu.Unlock()
+	if ok {
+		go m.closeConn(c)
+	}
+}
+
+func (m *Module) closeConn(c *conn) {
+	c.closed.Store(true)
+	c.mu.Lock()
+	p := c.producer
+	c.mu.Unlock()
+	if p != nil {
+		flush := time.Duration(c.cfg().MessageTimeoutMs) * time.Millisecond
+		if left := p.close(flush); left > 0 {
+			m.logger.Error("kafka messages not delivered closing a removed connection", "connection", c.name, "undelivered", left)
+		}
+	}
+}
+
+// conn returns a configured connection.
+func (m *Module) conn(name string) (*conn, error) {
+	m.mu.RLock()
+	c := m.conns[name]
+	m.mu.RUnlock()
+	if c == nil {
+		return nil, fmt.Errorf("no connection named %s", name)
+	}
+	return c, nil
+}
+
+func (m *Module) connByClient(client string) *conn {
+	if v, ok := m.clientNames.Load(client); ok {
+		return v.(*conn)
+	}
+	return nil
+}
+
+// Connections returns the configured connection names, sorted.
+func (m *Module) Connections() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.conns))
+	for n := range m.conns {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// EmbeddedAddr returns the embedded broker's address, "" when it is not
+// running.
+func (m *Module) EmbeddedAddr() string { return m.embAddr }
+
+// Producer returns the connection's shared producer, creating it on first
+// use. Every caller asking for the same connection gets the same handle;
+// the handle stays valid across reloads.
+func (m *Module) Producer(connName string) (*Producer, error) {
+	if m.stopped.Load() {
+		return nil, fmt.Errorf("res_kafka: %w", ErrClosed)
+	}
+	c, err := m.conn(connName)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.producer == nil {
+		p := newProducerHandle(c)
+		if _, err := p.ensure(); err != nil {
+			return nil, err
+		}
+		c.producer = p
+		m.logger.Info("kafka producer created", "connection", c.name, "client", p.name)
+	}
+	c.holds++
+	return c.producer, nil
+}
+
+// callback runs a delivery callback, containing a panic.
+func (m *Module) callback(c *conn, cb func(Delivery), d Delivery) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.callbackPanics.Add(1)
+			m.lim.Error("cbpanic:"+c.name, "kafka delivery callback panicked", "connection", c.name, "panic", fmt.Sprint(r))
+		}
+	}()
+	cb(d)
+}
+
+// housekeeping runs on the poll goroutine at least every poll interval.
+func (m *Module) housekeeping() {}
+
+// Commands implements core.Commander.
+func (m *Module) Commands() []*cli.Command { return m.commands() }
+
+func (c *conn) subscriptions() []*Subscription {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.subscriptionsLocked()
+}
+
+func (c *conn) subscriptionsLocked() []*Subscription {
+	out := make([]*Subscription, 0, len(c.subs))
+	for s := range c.subs {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
