@@ -81,4 +81,3 @@ func (m *Module) EnsureTopicAsync(connName, topic string, partitions, replicatio
 			"partitions", partitions, "replication_factor", replicationFactor)
 	}()
 }
-

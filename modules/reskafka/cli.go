@@ -119,13 +119,13 @@ func (m *Module) allSubscriptions() []*Subscription {
 
 // ConnectionStatus is one row of "kafka show status".
 type ConnectionStatus struct {
-	Name, Brokers, State, LastError                       string
-	LastErrorAt                                           time.Time
-	Produced, Delivered, Failed, Dropped, QueueFullDrops  int64
-	Queued                                                int
-	Errors, Rebuilds                                      int64
-	ProducerCreated                                       bool
-	Consumers                                             int
+	Name, Brokers, State, LastError                      string
+	LastErrorAt                                          time.Time
+	Produced, Delivered, Failed, Dropped, QueueFullDrops int64
+	Queued                                               int
+	Errors, Rebuilds                                     int64
+	ProducerCreated                                      bool
+	Consumers                                            int
 }
 
 // Status returns the state and counters of a connection.

@@ -104,7 +104,7 @@ var managedProps = map[string]string{
 	"compression.level": "compression_level", "linger.ms": "linger_ms", "queue.buffering.max.ms": "linger_ms",
 	"batch.num.messages": "batch_num_messages", "batch.size": "batch_size",
 	"queue.buffering.max.messages": "queue_buffering_max_messages",
-	"queue.buffering.max.kbytes": "queue_buffering_max_kbytes", "acks": "acks",
+	"queue.buffering.max.kbytes":   "queue_buffering_max_kbytes", "acks": "acks",
 	"request.required.acks": "acks", "retries": "retries", "message.send.max.retries": "retries",
 	"enable.idempotence": "enable_idempotence", "group.id": "group_id",
 	"auto.offset.reset": "auto_offset_reset", "enable.auto.commit": "enable_auto_commit",

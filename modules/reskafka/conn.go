@@ -235,10 +235,10 @@ func topicOf(tp kafka.TopicPartition) string {
 func (c *conn) handleStats(js string) {
 	var doc struct {
 		Brokers map[string]struct {
-			Name     string `json:"name"`
-			State    string `json:"state"`
-			NodeID   int    `json:"nodeid"`
-			RTT      struct {
+			Name   string `json:"name"`
+			State  string `json:"state"`
+			NodeID int    `json:"nodeid"`
+			RTT    struct {
 				Avg int64 `json:"avg"`
 			} `json:"rtt"`
 		} `json:"brokers"`

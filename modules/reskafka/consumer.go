@@ -56,13 +56,13 @@ type tpKey struct {
 
 // Subscription is one consumer group member with its handler.
 type Subscription struct {
-	m     *Module
-	c     *conn
-	name  string
-	group string
-	opts  SubscribeOptions
+	m      *Module
+	c      *conn
+	name   string
+	group  string
+	opts   SubscribeOptions
 	topics []string
-	h     Handler
+	h      Handler
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -71,7 +71,7 @@ type Subscription struct {
 
 	// hmu is held by the handler goroutine while a handler runs, and by a
 	// revocation while it discards queued messages of revoked partitions.
-	hmu   sync.Mutex
+	hmu     sync.Mutex
 	owned   map[tpKey]uint64 // assigned partition -> epoch; guarded by hmu
 	epoch   uint64           // guarded by hmu
 	closing bool             // the consumer is closing: handle nothing more; guarded by hmu
