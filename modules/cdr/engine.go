@@ -3,6 +3,7 @@ package cdr
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -200,8 +201,9 @@ func (nopWarner) warn(string, string) {}
 // Poster (one per producing goroutine) or with Engine.Post; backends
 // register with Register.
 type Engine struct {
-	epoch time.Time
-	lim   warner
+	epoch  time.Time
+	lim    warner
+	logger *slog.Logger
 
 	mu      sync.Mutex // guards regs, posters, gen changes
 	regs    []*Registration

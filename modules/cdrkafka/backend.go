@@ -423,25 +423,33 @@ func (k *Backend) onDelivery(opaque any, err error) {
 	c.release(1)
 }
 
-// startSpool opens the spool and the replayer. loaded records from an
-// earlier run are replayed before any new CDR (spooling starts true).
-func (k *Backend) startSpool(opts spoolOptions) error {
+// openSpool opens the spool. Records found from an earlier run are replayed
+// before any new CDR: spooling starts true, so new CDRs queue behind them.
+// It returns how many were found; startReplay counts them and starts the
+// replayer once the backend is registered.
+func (k *Backend) openSpool(opts spoolOptions) (int, error) {
 	sp, loaded, bad, err := openSpool(opts)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	k.sp = sp
 	for _, b := range bad {
 		k.logger.Error("cdr_kafka: corrupt spool region skipped", "file", b.Path, "offset", b.Offset, "bytes", b.Bytes)
 	}
 	if loaded > 0 {
-		k.st.AddLoaded(uint64(loaded))
 		k.spooling.Store(true)
 		k.logger.Info("cdr_kafka: spooled CDRs found; replaying them before new ones", "records", loaded, "dir", opts.Dir)
 	}
+	return loaded, nil
+}
+
+// startReplay counts the loaded records and starts the replayer.
+func (k *Backend) startReplay(loaded int) {
+	if loaded > 0 {
+		k.st.AddLoaded(uint64(loaded))
+	}
 	k.stop, k.done = make(chan struct{}), make(chan struct{})
 	go k.replayLoop()
-	return nil
 }
 
 func (k *Backend) replayLoop() {

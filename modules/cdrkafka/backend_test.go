@@ -89,15 +89,20 @@ func newRig(t *testing.T, cfg *Config, fp *fakeProducer, spoolDir string) *rig {
 	e := cdr.NewEngine()
 	k := newBackend(cfg, fp, slog.New(slog.DiscardHandler), nil)
 	fp.k = k
+	loaded := 0
+	if cfg.mode() == modeSpool {
+		var err error
+		if loaded, err = k.openSpool(spoolOptions{Dir: spoolDir, FsyncInterval: 10 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	reg, err := e.Register(k)
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.reg, k.st = reg, reg.Stats()
-	if cfg.mode() == modeSpool {
-		if err := k.startSpool(spoolOptions{Dir: spoolDir, FsyncInterval: 10 * time.Millisecond}); err != nil {
-			t.Fatal(err)
-		}
+	if k.sp != nil {
+		k.startReplay(loaded)
 	}
 	return &rig{e: e, k: k, fp: fp, reg: reg}
 }

@@ -650,6 +650,16 @@ func (s *spool) close() {
 	s.mu.Unlock()
 }
 
+// setPolicy changes the size cap and fsync policy (reload).
+func (s *spool) setPolicy(o spoolOptions) {
+	s.mu.Lock()
+	s.opts.MaxBytes = o.MaxBytes
+	if o.FsyncRecords > 0 {
+		s.opts.FsyncRecords = o.FsyncRecords
+	}
+	s.mu.Unlock()
+}
+
 // spoolStatus is what the CLI and metrics show.
 type spoolStatus struct {
 	Segments       int

@@ -1,0 +1,336 @@
+// Package cdrkafka is the cdr_kafka module: the Kafka backend of the CDR
+// engine. It registers with the engine (modules/cdr) at start, encodes each
+// record as one JSON message keyed by the subscriber's IP, and produces it
+// through a res_kafka connection; with on_queue_full = spool, CDRs that
+// cannot be delivered are kept in a crash-safe spool and replayed.
+//
+// Producer settings (acks, linger, compression, queue size, idempotence)
+// belong to the res_kafka connection in kafka.conf: name a dedicated
+// connection (e.g. [cdr]) in cdr_kafka.conf to give CDRs their own; see
+// samples/cdr_kafka.conf.
+package cdrkafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-dp/switchboard/conf"
+	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/internal/lograte"
+	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/reskafka"
+)
+
+// ModuleName is the module's name.
+const ModuleName = "cdr_kafka"
+
+func init() { core.Register(Info()) }
+
+// Info returns cdr_kafka's registration record.
+func Info() core.ModuleInfo {
+	return core.ModuleInfo{
+		Name:        ModuleName,
+		Description: "CDR backend: JSON CDRs to a Kafka topic, keyed by subscriber IP, with an optional spool",
+		Priority:    core.PriorityBackend,
+		Requires:    []string{"res_kafka", cdr.ModuleName},
+		Support:     core.SupportCore,
+		New:         func() core.Module { return new(Module) },
+	}
+}
+
+// Module is the running cdr_kafka.
+type Module struct {
+	logger  *slog.Logger
+	lim     *lograte.Limiter
+	pending *Config
+
+	rk   *reskafka.Module
+	eng  *cdr.Engine
+	conn string
+	k    *Backend
+	reg  *cdr.Registration
+}
+
+var (
+	_ core.Configurer      = (*Module)(nil)
+	_ core.Starter         = (*Module)(nil)
+	_ core.Stopper         = (*Module)(nil)
+	_ core.Reloader        = (*Module)(nil)
+	_ prometheus.Collector = (*Module)(nil)
+)
+
+// Info implements core.Module.
+func (m *Module) Info() core.ModuleInfo { return Info() }
+
+// loadConfig reads cdr_kafka.conf; a missing file gives the defaults.
+func loadConfig(ctx *core.Context) (*Config, bool, error) {
+	f, err := ctx.LoadConfig(ConfigFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return defaults(), true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	for _, name := range f.Names() {
+		if name != "general" {
+			s := f.Section(name)
+			return nil, false, fmt.Errorf("%s:%d: unknown section [%s] (cdr_kafka.conf has only [general])", s.File, s.Line, name)
+		}
+	}
+	cfg := new(Config)
+	if err := conf.Decode(f.Section("general"), cfg); err != nil {
+		return nil, false, err
+	}
+	return cfg, false, nil
+}
+
+// Configure reads and validates cdr_kafka.conf.
+func (m *Module) Configure(ctx *core.Context) error {
+	cfg, missing, err := loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if missing {
+		ctx.Logger.Info("no cdr_kafka.conf; running on defaults", "path", ctx.ConfigPath(ConfigFile))
+	}
+	if !cfg.Enabled {
+		return core.Decline("%s: [general] enabled = no", ConfigFile)
+	}
+	m.pending = cfg
+	return nil
+}
+
+// chooseConnection resolves an empty connection setting.
+func chooseConnection(rk *reskafka.Module, want string) (string, error) {
+	names := rk.Connections()
+	if want != "" {
+		if !slices.Contains(names, want) {
+			return "", fmt.Errorf("connection %q is not defined in kafka.conf (have %v)", want, names)
+		}
+		return want, nil
+	}
+	if slices.Contains(names, "cdr") {
+		return "cdr", nil
+	}
+	if len(names) == 1 {
+		return names[0], nil
+	}
+	return "", fmt.Errorf("no connection set and kafka.conf has %d connections (%v): set connection in %s", len(names), names, ConfigFile)
+}
+
+// resProducer adapts a res_kafka producer to the backend's producer.
+type resProducer struct {
+	p     *reskafka.Producer
+	topic string
+	cb    func(reskafka.Delivery)
+}
+
+func (r *resProducer) produce(key, value []byte, opaque any) error {
+	err := r.p.ProduceOpaque(r.topic, key, value, nil, r.cb, opaque)
+	if err != nil && errors.Is(err, reskafka.ErrQueueFull) {
+		return fmt.Errorf("%w: %w", errQueueFull, err)
+	}
+	return err
+}
+
+func (r *resProducer) flush(d time.Duration) int { return r.p.Flush(d) }
+func (r *resProducer) len() int                  { return r.p.Len() }
+
+func (m *Module) newProducer(cfg *Config, conn string) (*resProducer, error) {
+	p, err := m.rk.Producer(conn)
+	if err != nil {
+		return nil, fmt.Errorf("res_kafka producer for connection %s: %w", conn, err)
+	}
+	rp := &resProducer{p: p, topic: cfg.Topic}
+	return rp, nil
+}
+
+func spoolOpts(ctx *core.Context, cfg *Config) spoolOptions {
+	dir := cfg.SpoolDir
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(ctx.DataDir(), dir)
+	}
+	return spoolOptions{Dir: dir, MaxBytes: int64(cfg.SpoolMaxMB) << 20,
+		FsyncInterval: time.Duration(cfg.SpoolFsyncMs) * time.Millisecond, FsyncRecords: cfg.SpoolFsyncRecords}
+}
+
+// Start borrows res_kafka and cdr, opens the spool (spool mode) and
+// registers the backend. It does not wait for a broker.
+func (m *Module) Start(ctx *core.Context) error {
+	m.logger = ctx.Logger
+	m.lim = lograte.New(ctx.Logger, 10*time.Second)
+	cfg := m.pending
+	if cfg == nil {
+		if err := m.Configure(ctx); err != nil {
+			return err
+		}
+		cfg = m.pending
+	}
+	rk, err := core.Borrow[*reskafka.Module](ctx, "res_kafka")
+	if err != nil {
+		return err
+	}
+	eng, err := core.Borrow[*cdr.Engine](ctx, cdr.ModuleName)
+	if err != nil {
+		return err
+	}
+	m.rk, m.eng = rk, eng
+	conn, err := chooseConnection(rk, cfg.Connection)
+	if err != nil {
+		return core.Decline("%s", err.Error())
+	}
+	rp, err := m.newProducer(cfg, conn)
+	if err != nil {
+		return err
+	}
+	m.conn = conn
+	warn := func(key, msg string, args ...any) { m.lim.Warn(key, msg, args...) }
+	k := newBackend(cfg, rp, ctx.Logger, warn)
+	rp.cb = k.deliveryCallback()
+	var loaded int
+	if cfg.mode() == modeSpool {
+		if loaded, err = k.openSpool(spoolOpts(ctx, cfg)); err != nil {
+			return err
+		}
+	}
+	reg, err := eng.Register(k)
+	if err != nil {
+		if k.sp != nil {
+			k.sp.close()
+		}
+		return err
+	}
+	k.reg, k.st = reg, reg.Stats()
+	m.k, m.reg = k, reg
+	if k.sp != nil {
+		k.startReplay(loaded)
+	}
+	if cfg.TopicPartitions > 0 {
+		rk.EnsureTopicAsync(conn, cfg.Topic, cfg.TopicPartitions, cfg.TopicReplication)
+	}
+	ctx.Logger.Info("cdr_kafka registered", "connection", conn, "topic", cfg.Topic, "key", cfg.Key,
+		"on_queue_full", cfg.OnQueueFull, "batch_max", cfg.BatchMax, "flush_ms", cfg.FlushMs)
+	return nil
+}
+
+// deliveryCallback returns the one res_kafka callback used for every
+// message (no allocation per message).
+func (k *Backend) deliveryCallback() func(reskafka.Delivery) {
+	return func(d reskafka.Delivery) { k.onDelivery(d.Opaque, d.Err) }
+}
+
+// Stop unregisters from the engine (which hands over every batch), flushes
+// the producer up to shutdown_flush_ms and spools (spool mode) or reports
+// what is left.
+func (m *Module) Stop(context.Context) error {
+	if m.reg == nil {
+		return nil
+	}
+	m.reg.Unregister()
+	left := m.k.shutdown()
+	s := m.reg.Snapshot()
+	m.logger.Info("cdr_kafka stopped", "posted", s.Posted, "delivered", s.Delivered, "failed", s.Failed,
+		"dropped", s.Dropped, "spooled", s.Spooled, "undelivered_after_flush", left)
+	return nil
+}
+
+// Reload re-reads cdr_kafka.conf. Topic, key, batch_max, flush_ms,
+// block_ms, replay_inflight, shutdown_flush_ms and connection change in
+// place (hand-overs are suspended for the swap); on_queue_full and the
+// spool settings need the module unloaded and loaded again.
+func (m *Module) Reload(ctx *core.Context) error {
+	cfg, _, err := loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	old := m.k.cfg.Load()
+	if cfg.OnQueueFull != old.OnQueueFull || cfg.SpoolDir != old.SpoolDir {
+		return fmt.Errorf("on_queue_full and spool_dir cannot change by reload (unload and load cdr_kafka); old configuration kept")
+	}
+	if !cfg.Enabled {
+		return fmt.Errorf("enabled = no needs an unload; old configuration kept")
+	}
+	conn, err := chooseConnection(m.rk, cfg.Connection)
+	if err != nil {
+		return err
+	}
+	rp, err := m.newProducer(cfg, conn)
+	if err != nil {
+		return err
+	}
+	rp.cb = m.k.deliveryCallback()
+	m.reg.Suspend()
+	m.k.cfg.Store(cfg)
+	m.k.prod.Store(&prodBox{rp})
+	m.k.gen.Add(1)
+	m.conn = conn
+	m.reg.Resume()
+	if m.k.sp != nil {
+		m.k.sp.setPolicy(spoolOpts(ctx, cfg))
+	}
+	return nil
+}
+
+var (
+	descSpoolBytes    = prometheus.NewDesc("switchboard_cdr_kafka_spool_bytes", "Size of the CDR spool files.", nil, nil)
+	descSpoolSegments = prometheus.NewDesc("switchboard_cdr_kafka_spool_segments", "Spool segment files.", nil, nil)
+	descSpoolRecords  = prometheus.NewDesc("switchboard_cdr_kafka_spool_records", "Spooled CDRs not yet read back for replay.", nil, nil)
+	descSpoolCorrupt  = prometheus.NewDesc("switchboard_cdr_kafka_spool_corrupt_bytes_total", "Corrupt spool bytes skipped.", nil, nil)
+	descSpoolRegions  = prometheus.NewDesc("switchboard_cdr_kafka_spool_corrupt_regions_total", "Corrupt spool regions skipped.", nil, nil)
+	descSpoolWErr     = prometheus.NewDesc("switchboard_cdr_kafka_spool_write_errors_total", "Failed spool writes.", nil, nil)
+	descSpooling      = prometheus.NewDesc("switchboard_cdr_kafka_spooling", "1 while new CDRs queue behind the spool.", nil, nil)
+	descQueueFull     = prometheus.NewDesc("switchboard_cdr_kafka_queue_full_total", "Hand-overs that met a full producer queue.", nil, nil)
+	descDelivErr      = prometheus.NewDesc("switchboard_cdr_kafka_delivery_errors_total", "Failed delivery reports (spooled or not).", nil, nil)
+	descLate          = prometheus.NewDesc("switchboard_cdr_kafka_late_reports_total", "Delivery reports for CDRs already spooled at shutdown.", []string{"outcome"}, nil)
+	descReplayInfl    = prometheus.NewDesc("switchboard_cdr_kafka_replay_inflight", "Replayed CDRs awaiting their delivery report.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *Module) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSpoolBytes, descSpoolSegments, descSpoolRecords, descSpoolCorrupt, descSpoolRegions,
+		descSpoolWErr, descSpooling, descQueueFull, descDelivErr, descLate, descReplayInfl} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. The per-backend CDR counters are
+// the cdr module's (switchboard_cdr_*{backend="kafka"}).
+func (m *Module) Collect(ch chan<- prometheus.Metric) {
+	k := m.k
+	if k == nil {
+		return
+	}
+	g := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	c := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	c(descQueueFull, k.queueFull.Load())
+	c(descDelivErr, k.deliveryErrors.Load())
+	c(descLate, k.lateDelivered.Load(), "delivered")
+	c(descLate, k.lateFailed.Load(), "failed")
+	if k.sp != nil {
+		s := k.sp.status()
+		g(descSpoolBytes, float64(s.Bytes))
+		g(descSpoolSegments, float64(s.Segments))
+		g(descSpoolRecords, float64(s.Records))
+		c(descSpoolCorrupt, s.CorruptBytes)
+		c(descSpoolRegions, s.CorruptRegions)
+		c(descSpoolWErr, s.WriteErrors)
+		sp := 0.0
+		if k.spooling.Load() {
+			sp = 1
+		}
+		g(descSpooling, sp)
+		g(descReplayInfl, float64(k.replayInflight.Load()))
+	}
+}
