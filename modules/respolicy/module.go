@@ -334,3 +334,7 @@ func (m *Module) AddMalicious(domain string, category uint32, confidence uint8) 
 
 // Commands implements core.Commander.
 func (m *Module) Commands() []*cli.Command { return m.commands() }
+
+// CountReject counts a message from source that was rejected before it
+// could be applied (it did not parse); the caller logs it.
+func (m *Module) CountReject(source, reason string) { m.getStore().CountReject(source, reason) }

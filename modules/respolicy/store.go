@@ -1,6 +1,8 @@
 package respolicy
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -80,6 +82,7 @@ type Counters struct {
 // mutex; readers only load the snapshot pointer.
 type Store struct {
 	snap atomic.Pointer[Snapshot]
+	id   string
 
 	mu        sync.Mutex
 	cfg       StoreConfig
@@ -101,12 +104,20 @@ func NewStore(cfg StoreConfig) *Store {
 	s := &Store{groups: map[string]*groupState{}, malBase: emptyTable, malDelta: map[string]entry{},
 		counters: Counters{Messages: map[string]map[string]uint64{}, Rejected: map[string]map[string]uint64{}}}
 	s.cfg = cfg
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	s.id = hex.EncodeToString(b[:])
 	for name, id := range cfg.GroupIDs {
 		s.groups[name] = &groupState{name: name, id: id, base: emptyTable, delta: map[string]entry{}}
 	}
 	s.publishLocked()
 	return s
 }
+
+// ID returns a random identifier of this store, chosen when it was made. A
+// consumer that rebuilds the store from a topic uses it to tell a fresh
+// store (start from the earliest offset) from one it already fed.
+func (s *Store) ID() string { return s.id }
 
 // Snapshot returns the active snapshot. It never returns nil.
 func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }

@@ -1,0 +1,48 @@
+package policysync
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	descCommits      = prometheus.NewDesc("switchboard_policy_sync_commits_total", "Offsets committed (each just past a SYNC_COMPLETE).", nil, nil)
+	descCommitErrors = prometheus.NewDesc("switchboard_policy_sync_commit_errors_total", "Offset commits that failed.", nil, nil)
+	descReplayed     = prometheus.NewDesc("switchboard_policy_sync_replayed_total", "Messages skipped because the store already applied them (consumer restarted from the last commit).", nil, nil)
+	descConsumed     = prometheus.NewDesc("switchboard_policy_sync_messages_total", "Feed messages applied, by type.", []string{"type"}, nil)
+	descRejected     = prometheus.NewDesc("switchboard_policy_sync_rejected_total", "Feed messages skipped, by reason.", []string{"reason"}, nil)
+	descOpen         = prometheus.NewDesc("switchboard_policy_sync_open_syncs", "Syncs begun and not yet completed.", nil, nil)
+	descApplied      = prometheus.NewDesc("switchboard_policy_sync_applied_offset", "Highest offset applied, per partition.", []string{"topic", "partition"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *Module) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCommits, descCommitErrors, descReplayed, descConsumed, descRejected, descOpen, descApplied} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Module) Collect(ch chan<- prometheus.Metric) {
+	f := m.Feeder()
+	if f == nil {
+		return
+	}
+	st := f.Stats()
+	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(m.commits.Load()))
+	ch <- prometheus.MustNewConstMetric(descCommitErrors, prometheus.CounterValue, float64(m.commitErrors.Load()))
+	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.CounterValue, float64(st.Replayed))
+	for t, n := range st.ByType {
+		ch <- prometheus.MustNewConstMetric(descConsumed, prometheus.CounterValue, float64(n), t)
+	}
+	for r, n := range st.Rejected {
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(len(st.Open)))
+	for tp, off := range st.Applied {
+		ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(off), tp.Topic, itoa(tp.Partition))
+	}
+}
+
+func itoa(p int32) string { return strconv.Itoa(int(p)) }
