@@ -1,0 +1,81 @@
+package pktengine
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+)
+
+var (
+	descPackets   = prometheus.NewDesc("switchboard_pkt_packets_total", "Packets read from all sources.", nil, nil)
+	descBytes     = prometheus.NewDesc("switchboard_pkt_bytes_total", "Bytes (wire length) of the packets read.", nil, nil)
+	descQueries   = prometheus.NewDesc("switchboard_pkt_queries_total", "DNS queries decoded (QR=0, opcode QUERY).", nil, nil)
+	descResponses = prometheus.NewDesc("switchboard_pkt_responses_total", "DNS responses decoded (counted only).", nil, nil)
+	descErrors    = prometheus.NewDesc("switchboard_pkt_decode_errors_total", "Malformed DNS packets, by reason.", []string{"reason"}, nil)
+	descIgnored   = prometheus.NewDesc("switchboard_pkt_ignored_total", "Packets that are not DNS on a DNS port, by reason.", []string{"reason"}, nil)
+	descDecisions = prometheus.NewDesc("switchboard_pkt_decisions_total", "Policy decisions, by action.", []string{"action"}, nil)
+	descCDRs      = prometheus.NewDesc("switchboard_pkt_cdrs_total", "CDRs posted to the cdr engine.", nil, nil)
+	descSkipped   = prometheus.NewDesc("switchboard_pkt_cdrs_skipped_total", "Decisions that produced no CDR (action not in cdr_actions), by action.", []string{"action"}, nil)
+	descDropped   = prometheus.NewDesc("switchboard_pkt_dropped_total", "Packets or queries lost, by where: kernel, interface (libpcap counters), shutdown.", []string{"where"}, nil)
+	descReadErrs  = prometheus.NewDesc("switchboard_pkt_read_errors_total", "Failed packet reads.", nil, nil)
+	descQueue     = prometheus.NewDesc("switchboard_pkt_worker_queue_depth", "Queries handed to a worker and not yet decided.", []string{"worker"}, nil)
+	descSources   = prometheus.NewDesc("switchboard_pkt_sources_running", "Packet sources being read.", nil, nil)
+)
+
+var _ prometheus.Collector = (*Module)(nil)
+
+// Describe implements prometheus.Collector.
+func (m *Module) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descQueries, descResponses, descErrors, descIgnored,
+		descDecisions, descCDRs, descSkipped, descDropped, descReadErrs, descQueue, descSources} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Module) Collect(ch chan<- prometheus.Metric) {
+	e := m.Engine()
+	if e == nil {
+		return
+	}
+	st := e.Status()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	t := st.Totals
+	counter(descPackets, t.Packets)
+	counter(descBytes, t.Bytes)
+	counter(descQueries, t.Queries)
+	counter(descResponses, t.Responses)
+	for r, v := range t.Reasons {
+		rr := dnsdecode.Reason(r)
+		switch {
+		case r == 0:
+		case rr.IsMalformed():
+			counter(descErrors, v, rr.String())
+		default:
+			counter(descIgnored, v, rr.String())
+		}
+	}
+	for a := Action(0); a < numActions; a++ {
+		counter(descDecisions, st.Decided[a], a.String())
+		counter(descSkipped, st.Skipped[a], a.String())
+	}
+	counter(descCDRs, st.CDRs)
+	counter(descDropped, t.KernelDropped, "kernel")
+	counter(descDropped, t.IfDropped, "interface")
+	counter(descDropped, t.Dropped+st.Dropped, "shutdown")
+	counter(descReadErrs, t.ReadErrors)
+	for _, w := range st.Workers {
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(w.Queued), strconv.Itoa(w.ID))
+	}
+	running := 0
+	for _, s := range st.Sources {
+		if s.State == "running" {
+			running++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descSources, prometheus.GaugeValue, float64(running))
+}
