@@ -17,12 +17,14 @@ import (
 // error handling as the local one. Requests on one Client are serialised.
 type Client struct {
 	path string
+	conn net.Conn
+	enc  *json.Encoder
+	resp chan Response // answers read by the reader goroutine
+	done chan struct{} // closed when the connection is gone
+	err  error         // why; valid once done is closed
 
-	mu     sync.Mutex
-	conn   net.Conn
-	dec    *json.Decoder
-	enc    *json.Encoder
-	broken error // set once the connection is unusable
+	mu        sync.Mutex // one request at a time
+	closeOnce sync.Once
 }
 
 // Dial connects to the control socket at path.
@@ -31,11 +33,44 @@ func Dial(path string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to connect to switchboard on %s (is it running? see -s): %w", path, err)
 	}
-	return &Client{path: path, conn: conn, dec: json.NewDecoder(bufio.NewReader(conn)), enc: json.NewEncoder(conn)}, nil
+	c := &Client{path: path, conn: conn, enc: json.NewEncoder(conn),
+		resp: make(chan Response), done: make(chan struct{})}
+	go c.read()
+	return c, nil
+}
+
+// read delivers answers; it notices at once when the daemon goes away, even
+// between requests, so a remote console can say so without waiting for the
+// next command.
+func (c *Client) read() {
+	dec := json.NewDecoder(bufio.NewReader(c.conn))
+	for {
+		var r Response
+		if err := dec.Decode(&r); err != nil {
+			c.fail(disconnected(err))
+			return
+		}
+		select {
+		case c.resp <- r:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *Client) fail(err error) {
+	c.closeOnce.Do(func() {
+		c.err = err
+		close(c.done)
+		c.conn.Close()
+	})
 }
 
 // Path returns the socket path the client is connected to.
 func (c *Client) Path() string { return c.path }
+
+// Done is closed when the connection is gone (the daemon stopped, or Close).
+func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Run runs one command line on the daemon, copies its output to w and returns
 // its error: a *CommandError for a failed or unknown command (errors.Is
@@ -71,44 +106,34 @@ func (c *Client) Complete(line string) []string {
 
 // Close closes the connection.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.broken == nil {
-		c.broken = disconnected(errors.New("client closed"))
-	}
-	return c.conn.Close()
+	c.fail(disconnected(errors.New("client closed")))
+	return nil
 }
 
 func (c *Client) roundTrip(ctx context.Context, req Request) (Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.broken != nil {
-		return Response{}, c.broken
+	select {
+	case <-c.done:
+		return Response{}, c.err
+	default:
 	}
-	// Cancelling ctx interrupts a blocked read or write; the connection is
-	// then out of step with the server and is given up.
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
-	var resp Response
-	err := c.enc.Encode(req)
-	if err == nil {
-		err = c.dec.Decode(&resp)
+	// The write cannot block for long (the server reads every request), but
+	// bound it anyway.
+	c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := c.enc.Encode(req); err != nil {
+		c.fail(disconnected(err))
+		return Response{}, c.err
 	}
-	if !stop() && err == nil {
-		// The answer arrived, but ctx's deadline was (or is being) set on the
-		// connection: keep the answer, give the connection up.
-		c.broken = disconnected(ctx.Err())
-		c.conn.Close()
-		return resp, nil
+	select {
+	case r := <-c.resp:
+		return r, nil
+	case <-c.done:
+		return Response{}, c.err
+	case <-ctx.Done():
+		// The answer would arrive out of step with the next request: give
+		// the connection up.
+		c.fail(ctx.Err())
+		return Response{}, ctx.Err()
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		} else {
-			err = disconnected(err)
-		}
-		c.broken = err
-		c.conn.Close()
-		return Response{}, err
-	}
-	return resp, nil
 }

@@ -384,3 +384,25 @@ func TestContextCancelsClientRun(t *testing.T) {
 	}
 	close(br.release)
 }
+
+func TestDoneWhenDaemonGoes(t *testing.T) {
+	path := sockPath(t)
+	srv, err := Listen(path, testTree(t), Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	c := dial(t, path)
+	if err := c.Run(context.Background(), io.Discard, "echo x"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after the server closed an idle connection")
+	}
+	if err := c.Run(context.Background(), io.Discard, "echo x"); !errors.Is(err, ErrDisconnected) {
+		t.Errorf("Run after disconnect: %v", err)
+	}
+}

@@ -330,6 +330,13 @@ func TestDaemonRemoteControl(t *testing.T) {
 		}
 	})
 
+	// A remote console left open sees the daemon go.
+	var watcher *tmux
+	if _, err := exec.LookPath("tmux"); err == nil {
+		watcher = newTmux(t, e, e.bin+" -r -s "+e.sock+"; echo EXIT=$?; sleep 60")
+		watcher.waitScreen("banner", "Connected to switchboard")
+	}
+
 	// core stop gracefully: -rx answers, the daemon exits 0, the socket goes.
 	if out, errOut, rc := e.rx("core stop gracefully"); rc != 0 || !strings.Contains(out, "Stopping") {
 		t.Errorf("-rx 'core stop gracefully': exit %d, %q %q", rc, out, errOut)
@@ -342,6 +349,10 @@ func TestDaemonRemoteControl(t *testing.T) {
 	}
 	if !strings.Contains(d.log.String(), "module unloaded") {
 		t.Errorf("modules were not stopped:\n%s", d.log.String())
+	}
+	if watcher != nil {
+		watcher.waitScreen("remote console noticing the daemon stopped", "Disconnected from switchboard.")
+		watcher.waitScreen("remote console exit status", "EXIT=3")
 	}
 }
 

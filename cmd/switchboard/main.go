@@ -301,11 +301,17 @@ func remoteConsole(o options, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "switchboard: %v\n", err)
 		return exitFailed
 	}
-	if err := con.Run(context.Background()); err != nil {
-		fmt.Fprintln(stderr, "Disconnected from switchboard.")
-		return exitUnreachable
+	go func() { <-c.Done(); con.Close() }() // the daemon went away while idle
+	err = con.Run(context.Background())
+	select {
+	case <-c.Done(): // gone, and not by our Close (deferred)
+	default:
+		if err == nil {
+			return exitOK
+		}
 	}
-	return exitOK
+	fmt.Fprintln(stderr, "Disconnected from switchboard.")
+	return exitUnreachable
 }
 
 // checkConfig is --check-config.
