@@ -107,7 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.console, "c", false, "console on this terminal (implies -f)")
 	fs.StringVar(&o.configDir, "C", "", "configuration `DIR` (default /etc/switchboard, or ./samples if that is missing)")
 	fs.StringVar(&o.dataDir, "D", "", "data `DIR` (default DIR/data under the configuration directory)")
-	fs.StringVar(&o.socket, "s", "", "control socket `PATH` (default: see 'go doc ./cmd/switchboard')")
+	fs.StringVar(&o.socket, "s", "", "control socket `PATH` (default $XDG_RUNTIME_DIR/switchboard/switchboard.ctl; without XDG_RUNTIME_DIR\n/run/switchboard/switchboard.ctl for root, else DATA_DIR/switchboard.ctl)")
 	fs.BoolVar(&o.remote, "r", false, "attach a remote console to the running daemon")
 	fs.StringVar(&o.command, "rx", "", "run one `command` on the running daemon and exit")
 	fs.StringVar(&o.command, "x", "", "with -r: run one `command` and exit (same as -rx)")
@@ -122,6 +122,10 @@ func run(args []string, stdout, stderr io.Writer) int {
   switchboard -rx "command" [-s PATH]                           run one command remotely
   switchboard --check-config [-C DIR]                           validate the configuration
   switchboard --version
+
+Without -f the daemon forks to the background (log: DATA_DIR/switchboard.log).
+-rx exit status: 0 success, 1 command failed or wrong arguments, 2 unknown
+command, 3 daemon unreachable.
 
 Flags:
 `)
