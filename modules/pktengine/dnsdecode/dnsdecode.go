@@ -385,6 +385,45 @@ func (d *Decoder) decodeDNS(msg []byte, r *Result) {
 
 const hex = "0123456789"
 
+// lowerTab folds ASCII upper case; escTab marks bytes that presentation form
+// escapes ('.', '\\', and bytes outside 0x21..0x7e).
+var lowerTab, escTab = func() (lo, esc [256]byte) {
+	for i := range lo {
+		c := byte(i)
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lo[i] = c
+		if i <= 0x20 || i >= 0x7f || i == '.' || i == '\\' {
+			esc[i] = 1
+		}
+	}
+	return
+}()
+
+// escapeLabel writes lab at d.name[n:] in presentation form and returns the
+// new length.
+func (d *Decoder) escapeLabel(lab []byte, n int) int {
+	for _, c := range lab {
+		switch {
+		case c == '.' || c == '\\':
+			d.name[n] = '\\'
+			d.name[n+1] = c
+			n += 2
+		case c <= 0x20 || c >= 0x7f:
+			d.name[n] = '\\'
+			d.name[n+1] = hex[c/100]
+			d.name[n+2] = hex[c/10%10]
+			d.name[n+3] = hex[c%10]
+			n += 4
+		default:
+			d.name[n] = lowerTab[c]
+			n++
+		}
+	}
+	return n
+}
+
 // readName reads the name starting at off into d.name in presentation form.
 // It returns the offset just after the name in msg and the name's length.
 func (d *Decoder) readName(msg []byte, off int) (end, n int, reason Reason) {
@@ -420,25 +459,19 @@ func (d *Decoder) readName(msg []byte, off int) (end, n int, reason Reason) {
 				d.name[n] = '.'
 				n++
 			}
-			for _, c := range msg[off+1 : off+1+l] {
-				switch {
-				case c >= 'A' && c <= 'Z':
-					d.name[n] = c + ('a' - 'A')
-					n++
-				case c == '.' || c == '\\':
-					d.name[n] = '\\'
-					d.name[n+1] = c
-					n += 2
-				case c <= 0x20 || c >= 0x7f:
-					d.name[n] = '\\'
-					d.name[n+1] = hex[c/100]
-					d.name[n+2] = hex[c/10%10]
-					d.name[n+3] = hex[c%10]
-					n += 4
-				default:
-					d.name[n] = c
-					n++
-				}
+			// Fast path: lower-case copy; escape only if a byte needs it.
+			lab := msg[off+1 : off+1+l]
+			dst := d.name[n:]
+			dst = dst[:len(lab)]
+			var esc byte
+			for i, c := range lab {
+				dst[i] = lowerTab[c]
+				esc |= escTab[c]
+			}
+			if esc == 0 {
+				n += len(lab)
+			} else {
+				n = d.escapeLabel(lab, n)
 			}
 			off += 1 + l
 		case 0xC0:
