@@ -22,6 +22,10 @@ type Matcher struct {
 	onHit  hyperscan.MatchHandler
 	curDB  *hsDB
 	bs     burstScratch
+
+	// HSNames counts the names this matcher decided through Hyperscan (the
+	// rest of DecideBurst's names took the hash walk).
+	HSNames uint64
 }
 
 // burstBest is the most specific Hyperscan match of one name in one scan.
@@ -156,10 +160,11 @@ func (mt *Matcher) scan(db *hsDB) bool {
 
 // DecideBurst decides a burst of query names: out[i] is the decision for
 // qnames[i] in groups[i]. All the burst is decided against one snapshot.
-// With burst_engine = hyperscan, names whose group and the malicious table
-// have a current compiled database (and no pending delta) are matched with
-// one Hyperscan scan per group present in the burst plus one for the
-// malicious table; the others take the hash walk. With burst_engine = hash
+// With burst_engine = hyperscan, names whose group base and malicious base
+// have a compiled database are matched with one Hyperscan scan per group
+// present in the burst plus one for the malicious table; a name that
+// touches a delta (an ADD or REMOVE since the base was built), or whose
+// databases are not compiled yet, takes the hash walk. With burst_engine = hash
 // (the default, which the benchmark proved faster) it is a loop over the
 // hash walk. Decisions are identical either way.
 func (mt *Matcher) DecideBurst(groups []string, qnames [][]byte, out []Decision) {
@@ -190,8 +195,8 @@ func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, 
 	}
 	b.gs, b.useHS, b.ok, mt.best = b.gs[:n], b.useHS[:n], b.ok[:n], mt.best[:n]
 	mal := &s.malicious
-	malEmpty := mal.base.n == 0 && mal.delta.n == 0
-	malOK := malEmpty || (s.malHS != nil && mal.delta.n == 0)
+	malBaseEmpty := mal.base.n == 0
+	malOK := malBaseEmpty || s.malHS != nil
 	for i := range qnames {
 		g := s.groups[groups[i]]
 		if g == nil {
@@ -199,7 +204,9 @@ func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, 
 		}
 		b.gs[i] = g
 		mt.best[i] = burstBest{}
-		b.useHS[i] = malOK && (g == nil || (g.tables.delta.n == 0 && (g.tables.base.n == 0 || g.hs != nil)))
+		// Bases go through Hyperscan; a name that touches a delta (changes
+		// since the base was built) takes the hash walk instead.
+		b.useHS[i] = malOK && (g == nil || g.tables.base.n == 0 || g.hs != nil) && !touchesDelta(s, g, qnames[i])
 	}
 	// One scan per group with a database.
 	b.done = b.done[:0]
@@ -222,7 +229,7 @@ func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, 
 			b.useHS[j] = scanned && b.ok[j]
 		}
 	}
-	if !malEmpty {
+	if !malBaseEmpty {
 		b.idx = b.idx[:0]
 		for i := range qnames {
 			if b.useHS[i] {
@@ -248,6 +255,7 @@ func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, 
 		if g != nil {
 			d.Group = g.ID
 		}
+		mt.HSNames++
 		bb := mt.best[i]
 		var db *hsDB
 		var id int32
@@ -278,4 +286,46 @@ func containsGroup(gs []*GroupPolicy, g *GroupPolicy) bool {
 		}
 	}
 	return false
+}
+
+// touchesDelta reports whether some label suffix of q is in the group's or
+// the malicious table's delta (an added entry or a removal).
+func touchesDelta(s *Snapshot, g *GroupPolicy, q []byte) bool {
+	gd, md := emptyTable, s.malicious.delta
+	if g != nil {
+		gd = g.tables.delta
+	}
+	if gd.n == 0 && md.n == 0 {
+		return false
+	}
+	n := len(q)
+	if n > 0 && q[n-1] == '.' {
+		n--
+	}
+	if n == 0 || n > MaxNameLen {
+		return false
+	}
+	q = q[:n]
+	maxL := max(gd.maxLabels, md.maxLabels)
+	h := uint64(fnvOffset)
+	k := 0
+	for i := n - 1; ; i-- {
+		if i < 0 || q[i] == '.' {
+			start := i + 1
+			k++
+			if start < n {
+				fh := finish(h, n-start)
+				if gd.has(k) && gd.find(fh, q[start:]) >= 0 {
+					return true
+				}
+				if md.has(k) && md.find(fh, q[start:]) >= 0 {
+					return true
+				}
+			}
+			if i < 0 || k >= maxL {
+				return false
+			}
+		}
+		h = (h ^ uint64(lower[q[i]])) * fnvPrime
+	}
 }

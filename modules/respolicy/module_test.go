@@ -1,0 +1,179 @@
+package respolicy
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-dp/switchboard/core"
+)
+
+const seedFile = `# seed demo
+{"type":"BEGIN_SYNC","group_id":"enterprise_a"}
+{"type":"ADD_DOMAIN","group_id":"enterprise_a","domain":"google.com","action":"whitelist","category":1}
+{"type":"ADD_DOMAIN","group_id":"enterprise_a","domain":"facebook.com","action":"blacklist","category":2}
+{"type":"ADD_DOMAIN","group_id":"enterprise_a","domain":"youtube.com","action":"blacklist","category":2}
+{"type":"REMOVE_DOMAIN","group_id":"enterprise_a","domain":"youtube.com"}
+this line is not json
+{"type":"SYNC_COMPLETE","group_id":"enterprise_a"}
+{"type":"ADD_MALICIOUS","domain":"c2.evil.net","category":4,"confidence":98}
+`
+
+func startPolicyHost(t *testing.T, confText string) (*core.Host, *Module, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "res_policy.conf"), []byte(confText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "seed.jsonl"), []byte(seedFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := core.NewRegistry()
+	if err := reg.Register(Info()); err != nil {
+		t.Fatal(err)
+	}
+	h := core.New(core.Options{Registry: reg, ConfigDir: dir, DataDir: t.TempDir(), Logger: discard})
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Stop(core.StopGracefully) })
+	mod, ok := h.Instance(Name)
+	if !ok {
+		t.Fatal("res_policy not running")
+	}
+	return h, mod.(*Module), dir
+}
+
+func run(t *testing.T, h *core.Host, line string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := h.Run(context.Background(), line, &buf); err != nil {
+		t.Fatalf("%s: %v\n%s", line, err, buf.String())
+	}
+	return buf.String()
+}
+
+func TestModuleCLI(t *testing.T) {
+	h, m, dir := startPolicyHost(t, `
+[general]
+seed_file = seed.jsonl
+hyperscan = no
+
+[groups]
+enterprise_a => 1001
+`)
+	for q, want := range map[string]string{"google.com": "WHITELIST", "www.facebook.com": "BLACKLIST", "youtube.com": "NOT FOUND", "c2.evil.net": "MALICIOUS"} {
+		out := run(t, h, "policy lookup enterprise_a "+q)
+		if !strings.Contains(out, want) {
+			t.Errorf("lookup %s: want %s in\n%s", q, want, out)
+		}
+	}
+	out := run(t, h, "policy lookup enterprise_a www.facebook.com")
+	for _, want := range []string{"block", "facebook.com (blacklist)", "Category:", "1001"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lookup output lacks %q:\n%s", want, out)
+		}
+	}
+	out = run(t, h, "policy show groups")
+	if !strings.Contains(out, "enterprise_a") || !strings.Contains(out, "1001") {
+		t.Errorf("show groups:\n%s", out)
+	}
+	out = run(t, h, "policy show group enterprise_a")
+	if !strings.Contains(out, "GOOGLE.COM") && !strings.Contains(out, "google.com") {
+		t.Errorf("show group:\n%s", out)
+	}
+	out = run(t, h, "policy show malicious")
+	if !strings.Contains(out, "c2.evil.net") {
+		t.Errorf("show malicious:\n%s", out)
+	}
+	out = run(t, h, "policy show sync")
+	if !strings.Contains(out, "malformed_json") || !strings.Contains(out, "seed") {
+		t.Errorf("show sync:\n%s", out)
+	}
+	if c := m.Store().Counters(); c.Rejected["seed"][ReasonMalformedJSON] != 1 || c.Messages["seed"][TypeAddDomain] != 3 {
+		t.Errorf("seed counters %+v", c)
+	}
+	// policy load: a second sync replaces the group's lists.
+	f := filepath.Join(dir, "more.jsonl")
+	os.WriteFile(f, []byte(`{"type":"BEGIN_SYNC","group_id":"enterprise_a"}
+{"type":"ADD_DOMAIN","group_id":"enterprise_a","domain":"youtube.com","action":"blacklist","category":8}
+{"type":"SYNC_COMPLETE","group_id":"enterprise_a"}
+{"type":"SYNC_COMPLETE","group_id":"enterprise_a"}
+`), 0o600)
+	out = run(t, h, "policy load "+f)
+	if !strings.Contains(out, "3 applied, 1 rejected") || !strings.Contains(out, "complete_without_begin") {
+		t.Errorf("load:\n%s", out)
+	}
+	if !strings.Contains(run(t, h, "policy lookup enterprise_a youtube.com"), "BLACKLIST") ||
+		!strings.Contains(run(t, h, "policy lookup enterprise_a google.com"), "NOT FOUND") {
+		t.Errorf("load did not replace the lists")
+	}
+	// Completion of group names.
+	var cmdFound bool
+	for _, c := range h.Commands().Commands("policy", "lookup") {
+		if c.Complete != nil {
+			cmdFound = true
+			if got := c.Complete(nil, "ent"); len(got) != 1 || got[0] != "enterprise_a" {
+				t.Errorf("complete: %v", got)
+			}
+		}
+	}
+	if !cmdFound {
+		t.Error("no completer on policy lookup")
+	}
+	// Metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, want := range []string{"switchboard_policy_generation", "switchboard_policy_entries", "switchboard_policy_rejected_total", "switchboard_policy_messages_total"} {
+		if !names[want] {
+			t.Errorf("metric %s missing (%v)", want, names)
+		}
+	}
+	// GroupID and unknown groups.
+	if id, ok := m.GroupID("enterprise_a"); !ok || id != 1001 {
+		t.Errorf("GroupID %d %v", id, ok)
+	}
+	mt := m.NewMatcher()
+	defer mt.Close()
+	if d := mt.Decide("stranger", []byte("c2.evil.net")); d.Action != ActionSinkhole || d.Group != 0 {
+		t.Errorf("stranger: %+v", d)
+	}
+	// Usage errors.
+	var buf bytes.Buffer
+	if err := h.Run(context.Background(), "policy lookup enterprise_a", &buf); err == nil {
+		t.Error("lookup with one argument accepted")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, text := range []string{
+		"[general]\nwhitelist_vs_malicious = maybe\n",
+		"[groups]\na => 0\n",
+		"[groups]\na => 1\nb => 1\n",
+		"[groups]\na => 3000000000\n",
+		"[general]\nseed_file = /nonexistent/feed.jsonl\n",
+		"[other]\nx = 1\n",
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "res_policy.conf"), []byte(text), 0o600)
+		reg := core.NewRegistry()
+		reg.Register(Info())
+		h := core.New(core.Options{Registry: reg, ConfigDir: dir, Logger: discard})
+		if err := h.CheckConfig(); err == nil {
+			t.Errorf("config accepted:\n%s", text)
+		}
+	}
+}
