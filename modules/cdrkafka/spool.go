@@ -538,6 +538,10 @@ func (s *spool) next(max int, out []spoolRec, buf []byte) ([]spoolRec, []byte, i
 			seg.readIdx++
 			seg.outstanding.Add(1)
 			s.records.Add(-1)
+			if int(seg.readIdx) >= seg.count {
+				s.finishReadLocked(seg)
+				break
+			}
 		}
 	}
 	return out, buf, lost
