@@ -8,10 +8,12 @@
 package all
 
 import (
-	// Built-in modules, one import each. The list is finalised by the lead as
-	// the modules land: res_kafka (modules/reskafka), cdr (modules/cdr),
-	// cdr_kafka (modules/cdrkafka), res_policy (modules/respolicy),
-	// policy_sync (modules/policysync) and pkt_engine (modules/pktengine) are
-	// added once they register and build.
-	_ "github.com/switchboard-dp/switchboard/modules/resprometheus"
+	// Built-in modules, one import each (the lead keeps this list final).
+	_ "github.com/switchboard-dp/switchboard/modules/cdr"           // cdr
+	_ "github.com/switchboard-dp/switchboard/modules/cdrkafka"      // cdr_kafka
+	_ "github.com/switchboard-dp/switchboard/modules/pktengine"     // pkt_engine
+	_ "github.com/switchboard-dp/switchboard/modules/policysync"    // policy_sync
+	_ "github.com/switchboard-dp/switchboard/modules/reskafka"      // res_kafka
+	_ "github.com/switchboard-dp/switchboard/modules/respolicy"     // res_policy
+	_ "github.com/switchboard-dp/switchboard/modules/resprometheus" // res_prometheus
 )
