@@ -67,7 +67,8 @@ type Subscription struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	queue chan *Message // bounded hand-off to the handler goroutine
+	queue chan *Message   // bounded hand-off to the handler goroutine
+	space chan struct{}   // the handler took a message (capacity 1)
 
 	// hmu is held by the handler goroutine while a handler runs, and by a
 	// revocation while it discards queued messages of revoked partitions.
@@ -141,7 +142,7 @@ func (m *Module) Subscribe(connName string, topics []string, h Handler, opts Sub
 		return nil, fmt.Errorf("connection %s has no group_id (set it in %s or in SubscribeOptions.GroupID)", connName, ConfigFile)
 	}
 	s := &Subscription{m: m, c: c, group: group, opts: opts, topics: append([]string(nil), topics...), h: h,
-		queue: make(chan *Message, cfg.HandlerQueue), owned: map[tpKey]uint64{}, committed: map[tpKey]int64{},
+		queue: make(chan *Message, cfg.HandlerQueue), space: make(chan struct{}, 1), owned: map[tpKey]uint64{}, committed: map[tpKey]int64{},
 		hDone: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(m.ctx)
 	m.mu.Lock()
@@ -299,6 +300,8 @@ func (s *Subscription) Commit(msg *Message) error {
 // errors, statistics. It closes the consumer when told to stop.
 func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
 	defer close(done)
+	wait := time.NewTimer(time.Hour)
+	defer wait.Stop()
 	for {
 		select {
 		case <-stop:
@@ -307,7 +310,26 @@ func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
 		default:
 		}
 		s.feed(kc)
-		ev := kc.Poll(100)
+		timeout := 100
+		if len(s.pending) > 0 {
+			// The handler is behind: wait until it takes a message (or
+			// 100 ms pass), then serve the consumer without blocking.
+			wait.Reset(100 * time.Millisecond)
+			select {
+			case <-s.space:
+			case <-wait.C:
+			case <-stop:
+			}
+			if !wait.Stop() {
+				select {
+				case <-wait.C:
+				default:
+				}
+			}
+			s.feed(kc)
+			timeout = 0
+		}
+		ev := kc.Poll(timeout)
 		if ev == nil {
 			continue
 		}
@@ -387,7 +409,7 @@ func (s *Subscription) feed(kc *kafka.Consumer) {
 	assigned := s.assigned
 	s.smu.Unlock()
 	switch {
-	case !paused && len(s.pending) > 0:
+	case !paused && len(s.pending) >= cap(s.queue):
 		if err := kc.Pause(assigned); err == nil {
 			s.pauses.Add(1)
 			s.setPaused(true)
@@ -561,6 +583,10 @@ func (s *Subscription) handlerLoop() {
 		case <-s.ctx.Done():
 			return
 		case msg := <-s.queue:
+			select {
+			case s.space <- struct{}{}:
+			default:
+			}
 			s.handle(msg)
 		}
 	}

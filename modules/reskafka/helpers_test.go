@@ -63,7 +63,27 @@ func startHost(t *testing.T, kafkaConf string) *testHost {
 		t.Fatalf("res_kafka not running; logs:\n%s", logs)
 	}
 	th := &testHost{t: t, h: h, m: inst.(*Module), logs: logs, dir: dir}
-	t.Cleanup(func() { h.Stop(core.StopGracefully) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("status at failure:\n%s\n%s", th.run("kafka show status"), th.run("kafka show consumers"))
+			for _, s := range th.m.allSubscriptions() {
+				t.Logf("%s", th.run("kafka show consumer "+s.name))
+			}
+		}
+		h.Stop(core.StopGracefully)
+		if t.Failed() {
+			var lines []string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if !strings.Contains(l, "level=DEBUG") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) > 200 {
+				lines = lines[len(lines)-200:]
+			}
+			t.Logf("logs:\n%s", strings.Join(lines, "\n"))
+		}
+	})
 	return th
 }
 
