@@ -322,3 +322,25 @@ func BenchmarkPipelineFake(b *testing.B) {
 		}
 	}
 }
+
+// nopProducer accepts everything and reports nothing.
+type nopProducer struct{}
+
+func (nopProducer) produce(key, value []byte, opaque any) error { return nil }
+func (nopProducer) flush(time.Duration) int                     { return 0 }
+func (nopProducer) len() int                                    { return 0 }
+
+// BenchmarkPostEncode is the hot path without Kafka: Post -> batch ->
+// encode -> hand-over. It must not allocate.
+func BenchmarkPostEncode(b *testing.B) {
+	e := cdr.NewEngine()
+	k := newBackend(defaults(), nopProducer{}, slog.New(slog.DiscardHandler), nil)
+	reg, _ := e.Register(k)
+	k.reg, k.st = reg, reg.Stats()
+	p := e.NewPoster()
+	rec := record(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Post(rec)
+	}
+}

@@ -36,7 +36,7 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 // hostRig runs res_kafka + cdr + cdr_kafka in a core.Host.
 type hostRig struct {
-	t       *testing.T
+	t       testing.TB
 	h       *core.Host
 	eng     *cdr.Engine
 	mod     *Module
@@ -51,6 +51,11 @@ func kafkaConf(bootstrap string, extra string) string {
 }
 
 func startRig(t *testing.T, kafkaConfText, cdrConf, dataDir string) *hostRig {
+	t.Helper()
+	return startRigTB(t, kafkaConfText, cdrConf, dataDir)
+}
+
+func startRigTB(t testing.TB, kafkaConfText, cdrConf, dataDir string) *hostRig {
 	t.Helper()
 	dir := t.TempDir()
 	if dataDir == "" {
