@@ -98,7 +98,7 @@ func (t *Tree) Run(ctx context.Context, w io.Writer, line string) error {
 	err = c.Run(ctx, w, args)
 	var ue *UsageError
 	if errors.As(err, &ue) {
-		return fmt.Errorf("%s\nUsage: %s", ue.Error(), c.UsageText())
+		return fmt.Errorf("%w\nUsage: %s", ue, c.UsageText())
 	}
 	return err
 }

@@ -156,7 +156,7 @@ func (h *Host) Uptime() time.Duration {
 func (h *Host) prepare() (*selection, []*record, error) {
 	sel, err := readModulesConf(filepath.Join(h.opts.ConfigDir, "modules.conf"), h.reg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("modules.conf: %w", err)
+		return nil, nil, err
 	}
 	infos := map[string]ModuleInfo{}
 	for _, n := range sel.wanted(h.reg) {
