@@ -67,8 +67,8 @@ type Subscription struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	queue chan *Message   // bounded hand-off to the handler goroutine
-	space chan struct{}   // the handler took a message (capacity 1)
+	queue chan *Message // bounded hand-off to the handler goroutine
+	space chan struct{} // the handler took a message (capacity 1)
 
 	// hmu is held by the handler goroutine while a handler runs, and by a
 	// revocation while it discards queued messages of revoked partitions.
