@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 )
 
@@ -342,5 +343,19 @@ func BenchmarkPostEncode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.Post(rec)
+	}
+}
+
+func TestSampleConfigDecodes(t *testing.T) {
+	f, err := conf.Load("../../samples/cdr_kafka.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := new(Config)
+	if err := conf.Decode(f.Section("general"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if *cfg != *defaults() {
+		t.Fatalf("sample differs from the defaults:\n%+v\n%+v", *cfg, *defaults())
 	}
 }

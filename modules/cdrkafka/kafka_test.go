@@ -472,7 +472,7 @@ func TestKafkaCorruptSpoolTail(t *testing.T) {
 	sp.close()
 	files, _ := filepath.Glob(filepath.Join(dataDir, "cdr_kafka", "spool-*.log"))
 	data, _ := os.ReadFile(files[0])
-	data[len(spoolMagic)+frameHeader+5] ^= 0x55                           // corrupt record 1
+	data[len(spoolMagic)+frameHeader+5] ^= 0x55                                 // corrupt record 1
 	data = append(data, appendFrame(nil, []byte{1}, []byte(`{"x":1}`))[:10]...) // torn tail
 	os.WriteFile(files[0], data, 0o640)
 
@@ -490,4 +490,46 @@ func TestKafkaCorruptSpoolTail(t *testing.T) {
 	if len(msgs) != 99 {
 		t.Fatalf("kcat read %d, want 99", len(msgs))
 	}
+}
+
+// TestKafkaReloadTopic: a reload that changes topic and key while a worker
+// posts loses nothing: every CDR lands on the old or the new topic.
+func TestKafkaReloadTopic(t *testing.T) {
+	b := kafkatest.Shared(t)
+	t1, t2 := kafkatest.UniqueTopic(t, "cdrreload1"), kafkatest.UniqueTopic(t, "cdrreload2")
+	kafkatest.CreateTopic(t, b.Bootstrap, t1, 1, 1)
+	kafkatest.CreateTopic(t, b.Bootstrap, t2, 1, 1)
+	r := startRig(t, kafkaConf(b.Bootstrap, ""), fmt.Sprintf("[general]\nconnection = cdr\ntopic = %s\nbatch_max = 8\n", t1), "")
+	defer r.stop()
+	done := make(chan struct{})
+	const n = 3000
+	go func() {
+		defer close(done)
+		p := r.eng.NewPoster()
+		defer p.Close()
+		for i := range n {
+			p.Post(subscriberRecord(i%9, i+1))
+			if i%10 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	r.waitStatus("some delivered to the old topic", 30*time.Second, func(s map[string]uint64) bool { return s["delivered"] >= 200 })
+	os.WriteFile(filepath.Join(r.cfgDir, ConfigFile), []byte(fmt.Sprintf("[general]\nconnection = cdr\ntopic = %s\nkey = ip_text\nbatch_max = 8\n", t2)), 0o600)
+	if err := r.h.Reload(ModuleName); err != nil {
+		t.Fatal(err)
+	}
+	// An invalid change is refused and keeps the running configuration.
+	os.WriteFile(filepath.Join(r.cfgDir, ConfigFile), []byte("[general]\non_queue_full = spool\n"), 0o600)
+	if err := r.h.Reload(ModuleName); err == nil {
+		t.Fatal("on_queue_full change accepted by reload")
+	}
+	<-done
+	r.waitStatus("all delivered", 60*time.Second, func(s map[string]uint64) bool { return s["delivered"] == n })
+	m1 := kcatRead(t, b, t1, 0, 0)
+	m2 := kcatRead(t, b, t2, n-len(m1), 30*time.Second)
+	if len(m1)+len(m2) != n || len(m1) == 0 || len(m2) == 0 {
+		t.Fatalf("old topic %d + new topic %d != %d", len(m1), len(m2), n)
+	}
+	t.Logf("%d on the old topic, %d on the new", len(m1), len(m2))
 }
