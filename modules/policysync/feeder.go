@@ -74,6 +74,13 @@ func NewFeeder(a Applier, source string, onReject func(reason string, err error)
 		onReject: onReject}
 }
 
+// SetOnReject replaces the parse-rejection callback.
+func (f *Feeder) SetOnReject(fn func(reason string, err error)) {
+	f.mu.Lock()
+	f.onReject = fn
+	f.mu.Unlock()
+}
+
 // Handle processes the message at offset of tp and returns the offsets to
 // commit now (usually none; at most a few at a SYNC_COMPLETE).
 func (f *Feeder) Handle(tp TP, offset int64, value []byte) []CommitPoint {

@@ -36,8 +36,7 @@
 //   - a restart of the consumer alone (policy_sync reload or unload/load, a
 //     consumer restarted by res_kafka) keeps the group and resumes from the
 //     last commit; the messages it re-reads that the store already holds are
-//     skipped by offset, and an incomplete sync is re-read from its
-//     BEGIN_SYNC.
+//     skipped by offset (the Feeder, kept with the store, remembers them).
 //
 // Old groups are left to the broker's offsets.retention.minutes (7 days by
 // default). Unload closes the consumer, which leaves the group at once.
@@ -214,14 +213,14 @@ func (m *Module) subscribe() error {
 	defer m.mu.Unlock()
 	store := m.policy.Store()
 	group := m.cfg.GroupID + "." + store.ID()
-	if m.feeder == nil || m.group != group {
-		// A new store (res_policy restarted) is fed from scratch.
-		m.feeder = NewFeeder(m.policy, "kafka", func(reason string, err error) {
-			m.lim.Warn("reject/"+reason, "policy message skipped", "reason", reason, "err", err)
-		})
-	}
+	// The feeder lives as long as the store: a policy_sync restarted while
+	// res_policy keeps its tables resumes with the offsets already applied.
+	feeder := store.Value("policy_sync/"+group, func() any { return NewFeeder(m.policy, "kafka", nil) }).(*Feeder)
+	feeder.SetOnReject(func(reason string, err error) {
+		m.lim.Warn("reject/"+reason, "policy message skipped", "reason", reason, "err", err)
+	})
+	m.feeder = feeder
 	m.group = group
-	feeder := m.feeder
 	h := func(_ context.Context, msg *reskafka.Message) error {
 		for _, cp := range feeder.Handle(TP{msg.Topic, msg.Partition}, msg.Offset, msg.Value) {
 			m.commit(cp)

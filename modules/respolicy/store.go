@@ -97,6 +97,26 @@ type Store struct {
 	swapStart time.Time     // set by SYNC_COMPLETE, read by publish
 	comp      *compiler
 	onChange  func()
+
+	valMu  sync.Mutex
+	values map[string]any
+}
+
+// Value returns the value stored under key, making it with mk the first
+// time. It lets a feeder keep state (such as the offsets it applied) for as
+// long as this store's tables live, across restarts of the feeder alone.
+func (s *Store) Value(key string, mk func() any) any {
+	s.valMu.Lock()
+	defer s.valMu.Unlock()
+	if s.values == nil {
+		s.values = map[string]any{}
+	}
+	v, ok := s.values[key]
+	if !ok {
+		v = mk()
+		s.values[key] = v
+	}
+	return v
 }
 
 // NewStore returns a store with an empty policy published.
