@@ -152,10 +152,15 @@ func (c *conn) setError(err error) {
 	}
 	c.errorsN.Add(1)
 	c.smu.Lock()
-	c.lastErr, c.lastErrAt = msg, time.Now()
-	if state != "" && !(c.state == stateAuthFailed && state == stateDown) {
-		c.state = state
+	// "All brokers down" after an authentication failure says less than
+	// the failure itself: keep the latter as the state and last error.
+	if !(c.state == stateAuthFailed && (state == stateDown || state == "")) {
+		c.lastErr = msg
+		if state != "" {
+			c.state = state
+		}
 	}
+	c.lastErrAt = time.Now()
 	c.smu.Unlock()
 }
 

@@ -1,9 +1,7 @@
 package reskafka
 
 import (
-	"fmt"
-
-	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/switchboard-dp/switchboard/modules/reskafka/embedded"
 )
 
 // embeddedBroker is the in-process broker behind brokers = embedded.
@@ -12,21 +10,13 @@ type embeddedBroker interface {
 	Close()
 }
 
-type kfakeBroker struct{ c *kfake.Cluster }
-
-func (b kfakeBroker) Addr() string { return b.c.ListenAddrs()[0] }
-func (b kfakeBroker) Close()       { b.c.Close() }
-
-// startEmbedded starts the in-process Kafka-protocol broker (kfake) on
-// 127.0.0.1:port (0: any free port). It keeps nothing on disk.
+// startEmbedded starts the in-process Kafka-protocol broker (kfake, see
+// package embedded) on 127.0.0.1:port (0: any free port). It keeps nothing
+// on disk. A variable so tests can substitute it.
 var startEmbedded = func(port int) (embeddedBroker, error) {
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1)}
-	if port > 0 {
-		opts = append(opts, kfake.Ports(port))
-	}
-	c, err := kfake.NewCluster(opts...)
+	b, err := embedded.Start(port)
 	if err != nil {
-		return nil, fmt.Errorf("kfake: %w", err)
+		return nil, err
 	}
-	return kfakeBroker{c}, nil
+	return b, nil
 }

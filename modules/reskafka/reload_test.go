@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 )
 
 // TestReloadUnderLoadLosesNothing produces a steady few thousand messages a
@@ -88,9 +90,10 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 		t.Errorf("rebuilds %d, want 2", st.Rebuilds)
 	}
 	n := sent.Load()
-	vals := kcatConsume(t, b.Bootstrap, topic)
+	vals := kafkatest.KcatConsume(t, b, topic, int(n), 60*time.Second)
 	seen := make([]int, n)
-	for _, v := range vals {
+	for _, m := range vals {
+		v := string(m.Value)
 		i, err := strconv.Atoi(v)
 		if err != nil || i < 0 || int64(i) >= n {
 			t.Fatalf("bad value %q", v)
