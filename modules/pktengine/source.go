@@ -253,6 +253,9 @@ func (e *Engine) pick(a netip.Addr) *worker {
 	return e.workers[(h>>32)%uint64(n)]
 }
 
+// publishEvery is how often a reader publishes its counters.
+const publishEvery = 100 * time.Millisecond
+
 var reasonKeys = func() (k [dnsdecode.NumReasons]string) {
 	for i := range k {
 		k[i] = "decode:" + dnsdecode.Reason(i).String()
@@ -304,17 +307,28 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 		close(rs.done)
 	}()
 	flushAfter := e.opts.FlushAfter
+	_, isFile := src.(*fileSource)
+	lastPub, lastDrops := r.now, r.now
 	for n := uint64(0); ; n++ {
-		if n&63 == 0 {
-			if ctx.Err() != nil {
-				return
+		// Housekeeping: files check the clock every 64 packets; live sources
+		// use each packet's capture time (set below) and check every packet,
+		// so a trickle of queries is not held back.
+		if !isFile || n&63 == 0 {
+			if n&63 == 0 {
+				if ctx.Err() != nil {
+					return
+				}
+				if isFile {
+					r.now = time.Now()
+				}
 			}
-			r.now = time.Now()
 			r.flushOld(flushAfter)
-			if n&16383 == 0 {
+			if r.now.Sub(lastPub) >= publishEvery {
 				rs.rc.publish(&r.l)
-				if ds != nil && n&(1<<20-1) == 0 {
+				lastPub = r.now
+				if ds != nil && r.now.Sub(lastDrops) >= time.Second {
 					r.pollDrops(ds)
+					lastDrops = r.now
 				}
 			}
 		}
@@ -339,7 +353,7 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 				return
 			default:
 				r.l.readErrors++
-				if _, isFile := src.(*fileSource); isFile {
+				if isFile {
 					endErr = err
 					return
 				}
@@ -368,6 +382,9 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 					r.now = time.Now()
 				}
 			}
+		}
+		if !isFile {
+			r.now = ci.Timestamp
 		}
 		r.l.packets++
 		r.l.bytes += uint64(ci.Length)

@@ -472,3 +472,9 @@ func (g *gen) frame(src, dst netip.Addr, sport, dport uint16, msg []byte, tcp bo
 	}
 	return g.buf.Bytes(), nil
 }
+
+// BuildQuery returns a DNS query message (RD set, no EDNS) for name and
+// qtype, for tests that send real queries.
+func BuildQuery(id uint16, name string, qtype uint16) []byte {
+	return buildQuery(nil, id, name, qtype, false)
+}
