@@ -35,18 +35,20 @@ func (l *lockedBuf) Write(p []byte) (int, error) {
 }
 func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
-// TestEndToEndKafka: the policy is fed through the broker (kcat produces the
-// feed, policy_sync consumes it into res_policy), a capture is replayed
-// through pkt_engine, cdr_kafka produces the CDRs, and kcat reads them back:
-// one per query, with the expected action, group, category and subscriber
-// for known blocked, whitelisted, malicious and unlisted names.
-//
-// It uses kafkatest.Shared: the real Apache Kafka broker under make test
-// (KAFKA_BOOTSTRAP), else the embedded broker.
-func TestEndToEndKafka(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
+// e2eRig is a host running the whole product against a broker.
+type e2eRig struct {
+	b        *kafkatest.Broker
+	h        *core.Host
+	capPath  string
+	cdrTopic string
+	logs     *lockedBuf
+}
+
+// startE2E feeds the policy through the broker, starts res_kafka, cdr,
+// cdr_kafka, res_policy, policy_sync and pkt_engine, waits until the feed is
+// applied and writes a capture of `queries` queries (plus responses).
+func startE2E(t testing.TB, queries int, onQueueFull string) *e2eRig {
+	t.Helper()
 	b := kafkatest.Shared(t)
 	policyTopic := kafkatest.UniqueTopic(t, "policy")
 	cdrTopic := kafkatest.UniqueTopic(t, "cdr")
@@ -66,14 +68,13 @@ func TestEndToEndKafka(t *testing.T) {
 		"kafka.conf":       fmt.Sprintf("[general]\nshutdown_flush_timeout_ms = 2000\n\n[default]\nbrokers = %s\nacks = 1\nlinger_ms = 5\n", b.Bootstrap),
 		"res_policy.conf":  "[general]\n[groups]\nfamily = 3\n",
 		"policy_sync.conf": fmt.Sprintf("[general]\nconnection = default\ntopic = %s\n", policyTopic),
-		"cdr_kafka.conf":   fmt.Sprintf("[general]\nconnection = default\ntopic = %s\nflush_ms = 50\nkey = ip_text\n", cdrTopic),
+		"cdr_kafka.conf":   fmt.Sprintf("[general]\nconnection = default\ntopic = %s\nflush_ms = 50\nkey = ip_text\non_queue_full = %s\n", cdrTopic, onQueueFull),
 		"pkt_engine.conf":  "[general]\nworkers = 2\n",
 		"subscribers.conf": "[general]\ndefault_group = default\n[home]\ngroup = family\nprefix = 10.0.0.0/8\nprefix = 2001:db8:1000::/36\n",
 	}
 	for name, body := range files {
 		writeFile(t, filepath.Join(dir, name), body)
 	}
-	const queries = 800
 	capPath := filepath.Join(dir, "q.pcap")
 	f, _ := os.Create(capPath)
 	if _, err := capgen.Generate(f, capgen.Config{Queries: queries, Seed: 12, Subscribers: 40, IPv6Share: 0.25, TCPShare: 0.1, Responses: true,
@@ -94,7 +95,7 @@ func TestEndToEndKafka(t *testing.T) {
 	if err := h.Start(ctx); err != nil {
 		t.Fatalf("start: %v\n%s", err, logs)
 	}
-	defer h.Stop(core.StopMode(0))
+	t.Cleanup(func() { h.Stop(core.StopMode(0)) })
 
 	// Wait until policy_sync has applied the feed.
 	inst, _ := h.Instance(respolicy.Name)
@@ -112,6 +113,24 @@ func TestEndToEndKafka(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	return &e2eRig{b: b, h: h, capPath: capPath, cdrTopic: cdrTopic, logs: logs}
+}
+
+// TestEndToEndKafka: the policy is fed through the broker (kcat produces the
+// feed, policy_sync consumes it into res_policy), a capture is replayed
+// through pkt_engine, cdr_kafka produces the CDRs, and kcat reads them back:
+// one per query, with the expected action, group, category and subscriber
+// for known blocked, whitelisted, malicious and unlisted names.
+//
+// It uses kafkatest.Shared: the real Apache Kafka broker under make test
+// (KAFKA_BOOTSTRAP), else the embedded broker.
+func TestEndToEndKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	const queries = 800
+	rig := startE2E(t, queries, "block")
+	b, h, capPath, cdrTopic, ctx := rig.b, rig.h, rig.capPath, rig.cdrTopic, context.Background()
 	var out bytes.Buffer
 	if err := h.Run(ctx, "packet replay "+capPath+" wait", &out); err != nil {
 		t.Fatalf("replay: %v\n%s", err, out.String())
@@ -171,4 +190,49 @@ func TestEndToEndKafka(t *testing.T) {
 		}
 	}
 	t.Logf("CDRs by base domain: %v (broker %s)", seen, b)
+}
+
+// TestBenchEndToEndKafka measures the whole path on the broker: replay of
+// PKT_E2E_BENCH queries (plus as many responses) -> decode -> decision ->
+// cdr -> cdr_kafka -> delivered (delivery reports), on_queue_full = block so
+// nothing is dropped. It prints one RESULT line.
+func TestBenchEndToEndKafka(t *testing.T) {
+	n := 0
+	fmt.Sscan(os.Getenv("PKT_E2E_BENCH"), &n)
+	if n <= 0 {
+		t.Skip("set PKT_E2E_BENCH=<queries> (and KAFKA_BOOTSTRAP for the real broker)")
+	}
+	rig := startE2E(t, n, "block")
+	inst, _ := rig.h.Instance(cdr.ModuleName)
+	eng := inst.(*cdr.Engine)
+	delivered := func() (d, failed, dropped uint64) {
+		for _, r := range eng.Registrations() {
+			s := r.Snapshot()
+			d, failed, dropped = d+s.Delivered, failed+s.Failed, dropped+s.Dropped
+		}
+		return
+	}
+	c0, t0 := cpuTime(), time.Now()
+	var out bytes.Buffer
+	if err := rig.h.Run(context.Background(), "packet replay "+rig.capPath+" wait", &out); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out.String())
+	}
+	decided := time.Since(t0)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		d, f, dr := delivered()
+		if f+dr > 0 {
+			t.Fatalf("failed %d dropped %d", f, dr)
+		}
+		if d >= uint64(n) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d CDRs delivered after 5 minutes", d, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	wall, cpu := time.Since(t0), cpuTime()-c0
+	fmt.Printf("RESULT e2e queries=%d packets=%d broker=%q decided_s=%.3f delivered_s=%.3f cpu_s=%.3f cdrs_per_s=%.0f pps=%.0f cdrs_per_cpu_s=%.0f\n",
+		n, 2*n, rig.b.Version, decided.Seconds(), wall.Seconds(), cpu.Seconds(), float64(n)/wall.Seconds(), float64(2*n)/wall.Seconds(), float64(n)/cpu.Seconds())
 }

@@ -51,7 +51,7 @@ func (b *captureBackend) snapshot() []gotCDR {
 	return append([]gotCDR(nil), b.recs...)
 }
 
-func writeFile(t *testing.T, path, body string) {
+func writeFile(t testing.TB, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
