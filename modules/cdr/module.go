@@ -80,7 +80,7 @@ func (e *Engine) Commands() []*cli.Command {
 			}
 			return e.WriteStatus(w)
 		},
-	}}
+	}, e.testPostCommand()}
 }
 
 // WriteStatus writes what "cdr show status" prints.
