@@ -8,4 +8,4 @@ import (
 
 // testBroker returns the shared test broker: the real one from make test
 // (KAFKA_BOOTSTRAP), or the embedded fallback.
-func testBroker(t *testing.T) *kafkatest.Broker { return kafkatest.Shared(t) }
+func testBroker(t testing.TB) *kafkatest.Broker { return kafkatest.Shared(t) }

@@ -35,14 +35,14 @@ func (s *syncBuffer) String() string {
 
 // testHost runs res_kafka alone in a host on kafka.conf text.
 type testHost struct {
-	t    *testing.T
+	t    testing.TB
 	h    *core.Host
 	m    *Module
 	logs *syncBuffer
 	dir  string
 }
 
-func startHost(t *testing.T, kafkaConf string) *testHost {
+func startHost(t testing.TB, kafkaConf string) *testHost {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "kafka.conf"), []byte(kafkaConf), 0o600); err != nil {
@@ -106,7 +106,7 @@ func (th *testHost) writeConf(text string) {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -117,6 +117,6 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func uniqueTopic(t *testing.T) string {
+func uniqueTopic(t testing.TB) string {
 	return strings.NewReplacer("/", "-", " ", "-").Replace(fmt.Sprintf("rk-%s-%d", t.Name(), time.Now().UnixNano()%1e9))
 }

@@ -215,7 +215,7 @@ func (p *Producer) topic(t string) *string {
 
 // Flush waits up to timeout until every queued message has been delivered
 // or has failed (and its delivery callback has run), and returns how many
-// are still undelivered.
+// are still undelivered. It must not be called from a delivery callback.
 func (p *Producer) Flush(timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -227,14 +227,20 @@ func (p *Producer) Flush(timeout time.Duration) int {
 		}
 		remain := time.Until(deadline)
 		ms := int(min(remain, 100*time.Millisecond) / time.Millisecond)
-		left := inner.Flush(max(ms, 0))
+		innerLeft := inner.Flush(max(ms, 0))
 		p.mu.RUnlock()
-		left += int(p.retired.Load())
-		if left == 0 || time.Now().After(deadline) {
+		left := innerLeft + int(p.retired.Load())
+		if left == 0 {
+			// The last delivery reports left the channel; wait until the
+			// poll goroutine has finished handling them (callbacks ran).
+			p.c.m.poll.do(func() {})
+			return 0
+		}
+		if time.Now().After(deadline) {
 			return left
 		}
-		if p.retired.Load() > 0 && ms == 0 {
-			time.Sleep(time.Millisecond)
+		if innerLeft == 0 {
+			time.Sleep(time.Millisecond) // only replaced producers are draining
 		}
 	}
 }

@@ -1,0 +1,83 @@
+package reskafka
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkProduce produces b.N 100-byte messages with acks=1 through the
+// res_kafka path (Producer.Produce with a nil callback, as cdr_kafka does
+// for most messages) and waits until all are delivered. It reports msgs/s
+// and the process CPU time (Go and librdkafka threads) per message.
+// BENCH_TOPIC names the topic (default: a new one); BENCH_LINGER_MS and
+// BENCH_CALLBACK=1 vary the setup.
+func BenchmarkProduce(b *testing.B) {
+	br := testBroker(b)
+	linger := os.Getenv("BENCH_LINGER_MS")
+	if linger == "" {
+		linger = "5"
+	}
+	th := startHost(b, fmt.Sprintf(`
+[general]
+[bench]
+brokers = %s
+acks = 1
+linger_ms = %s
+queue_full_timeout_ms = 60000
+`, br.Bootstrap, linger))
+	topic := os.Getenv("BENCH_TOPIC")
+	if topic == "" {
+		topic = fmt.Sprintf("bench-produce-%d", time.Now().UnixNano())
+	}
+	p, err := th.m.Producer("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Warm up: metadata, connection, topic auto-creation.
+	if err := p.Produce(topic, nil, make([]byte, 100), nil, nil); err != nil {
+		b.Fatal(err)
+	}
+	if left := p.Flush(30 * time.Second); left != 0 {
+		b.Fatalf("warm-up undelivered: %d", left)
+	}
+	var cb func(Delivery)
+	if os.Getenv("BENCH_CALLBACK") == "1" {
+		cb = func(Delivery) {}
+	}
+	value := make([]byte, 100)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	st0, _ := th.m.Status("bench")
+	b.SetBytes(100)
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	start := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := p.Produce(topic, nil, value, nil, cb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if left := p.Flush(120 * time.Second); left != 0 {
+		b.Fatalf("%d undelivered", left)
+	}
+	b.StopTimer()
+	el := time.Since(start)
+	cpu := cpuTime() - cpu0
+	st, _ := th.m.Status("bench")
+	if got := st.Delivered - st0.Delivered; got != int64(b.N) || st.Failed != 0 {
+		b.Fatalf("delivered %d of %d, failed %d", got, b.N, st.Failed)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/msg")
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# bench-produce.sh -- produce throughput and CPU per message: res_kafka's Go
+# path (BenchmarkProduce: Producer.Produce, 100-byte messages, acks=1, until
+# every message is delivered) against kcat -P (C librdkafka) with the same
+# message count, size, acks and linger on the same real broker, in one run,
+# rounds interleaved so machine load hits both alike.
+#
+# Usage: scripts/bench-produce.sh            (broker from $KAFKA_BOOTSTRAP, or
+#                                             /tmp/switchboard-kafka/env)
+# Environment: N (messages, default 1000000), LINGER_MS (default 5),
+#   ROUNDS (default 3), GODEBUG_GO (GODEBUG for the Go side, default
+#   cgocheck=0; set it to "" to measure with cgo pointer checks on).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N="${N:-1000000}"
+SIZE=100
+ACKS=1
+LINGER_MS="${LINGER_MS:-5}"
+ROUNDS="${ROUNDS:-3}"
+GODEBUG_GO="${GODEBUG_GO-cgocheck=0}"
+
+if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
+    envf="${KAFKA_INSTANCE_DIR:-/tmp/switchboard-kafka}/env"
+    [[ -f "$envf" ]] || { echo "no broker: set KAFKA_BOOTSTRAP or run: bash scripts/kafka.sh up" >&2; exit 1; }
+    set -a; . "$envf"; set +a
+fi
+command -v kcat >/dev/null || { echo "kcat is not installed (apt-get install kcat)" >&2; exit 1; }
+[[ -x /usr/bin/time ]] || { echo "/usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+echo "building the res_kafka test binary..." >&2
+GOFLAGS="${GOFLAGS:--mod=mod}" go test -c -tags hyperscan_v54 -o "$work/reskafka.test" ./modules/reskafka/
+
+# N lines of SIZE bytes (plus the newline kcat splits on).
+python3 - "$N" "$SIZE" >"$work/payload" <<'PY'
+import sys
+n, size = int(sys.argv[1]), int(sys.argv[2])
+line = (b"abcdefghijklmnopqrstuvwxyz" * (size // 26 + 1))[:size] + b"\n"
+sys.stdout.buffer.write(line * n)
+PY
+
+echo "broker $KAFKA_BOOTSTRAP${KAFKA_VERSION:+ (Apache Kafka $KAFKA_VERSION)}; $N messages of $SIZE bytes, acks=$ACKS, linger.ms=$LINGER_MS, $ROUNDS rounds; Go GODEBUG=${GODEBUG_GO:-(none)}"
+printf '%-6s %-10s %12s %14s\n' round client msgs/s cpu-ns/msg
+go_rates=(); go_cpus=(); kc_rates=(); kc_cpus=()
+for r in $(seq 1 "$ROUNDS"); do
+    # res_kafka: the benchmark measures itself (wall time from the first
+    # Produce to the last delivery report; getrusage of the process, which
+    # includes librdkafka's threads), after a warm-up message.
+    out="$(cd modules/reskafka && GODEBUG="$GODEBUG_GO" BENCH_LINGER_MS="$LINGER_MS" \
+        "$work/reskafka.test" -test.run '^$' -test.bench '^BenchmarkProduce$' \
+        -test.benchtime="${N}x" 2>&1 | grep '^BenchmarkProduce')" || { echo "benchmark failed" >&2; exit 1; }
+    rate="$(awk '{for(i=1;i<=NF;i++) if($i=="msgs/s") print $(i-1)}' <<<"$out")"
+    cpu="$(awk '{for(i=1;i<=NF;i++) if($i=="cpu-ns/msg") print $(i-1)}' <<<"$out")"
+    go_rates+=("$rate"); go_cpus+=("$cpu")
+    printf '%-6s %-10s %12.0f %14.0f\n' "$r" res_kafka "$rate" "$cpu"
+
+    # kcat: warm up the topic (creation, metadata), then time the whole run;
+    # kcat -P exits once every message is delivered.
+    topic="bench-kcat-$$-$r"
+    echo warm | kcat -P -b "$KAFKA_BOOTSTRAP" -t "$topic" -X acks=$ACKS >/dev/null 2>&1
+    /usr/bin/time -o "$work/time" -f '%e %U %S' kcat -P -b "$KAFKA_BOOTSTRAP" -t "$topic" \
+        -X acks=$ACKS -X linger.ms="$LINGER_MS" <"$work/payload" >/dev/null 2>"$work/kcat.err" ||
+        { echo "kcat failed: $(cat "$work/kcat.err")" >&2; exit 1; }
+    read -r wall user sys <"$work/time"
+    rate="$(awk -v n="$N" -v w="$wall" 'BEGIN{printf "%.0f", n/w}')"
+    cpu="$(awk -v n="$N" -v u="$user" -v s="$sys" 'BEGIN{printf "%.0f", (u+s)*1e9/n}')"
+    kc_rates+=("$rate"); kc_cpus+=("$cpu")
+    printf '%-6s %-10s %12.0f %14.0f\n' "$r" kcat "$rate" "$cpu"
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+gr="$(median "${go_rates[@]}")"; gc="$(median "${go_cpus[@]}")"
+kr="$(median "${kc_rates[@]}")"; kc="$(median "${kc_cpus[@]}")"
+echo
+printf 'median  res_kafka %12.0f msgs/s %8.0f cpu-ns/msg\n' "$gr" "$gc"
+printf 'median  kcat      %12.0f msgs/s %8.0f cpu-ns/msg\n' "$kr" "$kc"
+awk -v gr="$gr" -v kr="$kr" -v gc="$gc" -v kc="$kc" \
+    'BEGIN{printf "ratio res_kafka/kcat: throughput %.2fx, CPU per message %.2fx\n", gr/kr, gc/kc}'
