@@ -327,6 +327,9 @@ func checkConfig(o options, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	h := core.New(core.Options{ConfigDir: o.configDir, DataDir: o.dataDir, Logger: logger, Version: buildVersion()})
 	err := h.CheckConfig()
+	if _, cerr := loadCLIConf(o.configDir); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("cli: %w", cerr))
+	}
 	if err == nil {
 		fmt.Fprintf(stdout, "Configuration in %s is valid.\n", o.configDir)
 		return exitOK
@@ -427,6 +430,12 @@ func daemon(o options, stderr io.Writer) int {
 		logger.Error("cannot open the control socket", "err", err)
 		return exitFailed
 	}
+	cc, err := loadCLIConf(o.configDir)
+	if err != nil {
+		srv.Close()
+		logger.Error("cli.conf is invalid", "err", err)
+		return exitFailed
+	}
 	ctx := context.Background()
 	if err := h.Start(ctx); err != nil {
 		srv.Close()
@@ -442,7 +451,7 @@ func daemon(o options, stderr io.Writer) int {
 	if o.console {
 		con, err = console.New(h.Commands(), console.Options{
 			HistoryFile: historyFile(),
-			Banner:      "switchboard " + buildVersion() + " console. 'help' lists commands; 'exit' stops switchboard.",
+			Banner:      banner(h, cc),
 		})
 		if err != nil {
 			logger.Error("cannot open the console", "err", err)
@@ -451,6 +460,14 @@ func daemon(o options, stderr io.Writer) int {
 			consoleDone = make(chan error, 1)
 			go func() { consoleDone <- con.Run(ctx) }()
 		}
+	}
+
+	// Startup commands may wait (for a policy sync, say): they run beside
+	// the console, their output where the log goes, and are cancelled at stop.
+	startupCtx, cancelStartup := context.WithCancel(ctx)
+	defer cancelStartup()
+	if len(cc.Startup) > 0 {
+		go runStartup(startupCtx, h, cc.Startup, logw, logger)
 	}
 
 	mode := core.StopGracefully
@@ -502,6 +519,7 @@ wait:
 	}
 	modeName := map[core.StopMode]string{core.StopGracefully: "gracefully", core.StopNow: "now"}[mode]
 	logger.Info("stopping modules", "mode", modeName)
+	cancelStartup()
 	h.Stop(mode)
 	logger.Info("switchboard stopped")
 	return exitOK
