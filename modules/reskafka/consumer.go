@@ -72,10 +72,13 @@ type Subscription struct {
 
 	// hmu is held by the handler goroutine while a handler runs, and by a
 	// revocation while it discards queued messages of revoked partitions.
-	hmu     sync.Mutex
-	owned   map[tpKey]uint64 // assigned partition -> epoch; guarded by hmu
-	epoch   uint64           // guarded by hmu
-	closing bool             // the consumer is closing: handle nothing more; guarded by hmu
+	hmu sync.Mutex
+	// omu guards owned, epoch and closing; it is never held for long, so
+	// the poll goroutine can take it while a handler runs.
+	omu     sync.Mutex
+	owned   map[tpKey]uint64 // assigned partition -> epoch
+	epoch   uint64
+	closing bool // the consumer is closing: handle nothing more
 
 	// kc is the running consumer for the handler goroutine (StoreOffsets,
 	// Commit), which must not take runMu: Close holds it while the consumer
@@ -213,9 +216,9 @@ func (s *Subscription) startConsumer() error {
 	s.clientName = kc.String()
 	s.smu.Unlock()
 	s.consumer = kc
-	s.hmu.Lock()
+	s.omu.Lock()
 	s.closing = false
-	s.hmu.Unlock()
+	s.omu.Unlock()
 	s.kc.Store(kc)
 	s.stopPoll = make(chan struct{})
 	s.pollDone = make(chan struct{})
@@ -342,9 +345,9 @@ func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
 			s.received.Add(1)
 			msg := convertMessage(e)
 			key := tpKey{msg.Topic, msg.Partition}
-			s.hmu.Lock()
+			s.omu.Lock()
 			ep, ok := s.owned[key]
-			s.hmu.Unlock()
+			s.omu.Unlock()
 			if !ok {
 				s.discarded.Add(1)
 				continue
@@ -441,12 +444,12 @@ func (s *Subscription) rebalance(kc *kafka.Consumer, ev kafka.Event) error {
 	switch e := ev.(type) {
 	case kafka.AssignedPartitions:
 		s.rebalances.Add(1)
-		s.hmu.Lock()
+		s.omu.Lock()
 		s.epoch++
 		for _, tp := range e.Partitions {
 			s.owned[tpKey{*tp.Topic, tp.Partition}] = s.epoch
 		}
-		s.hmu.Unlock()
+		s.omu.Unlock()
 		var err error
 		if coop {
 			err = kc.IncrementalAssign(e.Partitions)
@@ -485,9 +488,11 @@ func (s *Subscription) rebalance(kc *kafka.Consumer, ev kafka.Event) error {
 		// Wait for the running handler, then forget the revoked partitions
 		// so no queued message of theirs is handled.
 		s.hmu.Lock()
+		s.omu.Lock()
 		for k := range revoked {
 			delete(s.owned, k)
 		}
+		s.omu.Unlock()
 		var keep []*Message
 	drain:
 		for {
@@ -554,8 +559,10 @@ func (s *Subscription) autoCommit() bool {
 // closeConsumer leaves the group (the revocation commits) and destroys the
 // consumer.
 func (s *Subscription) closeConsumer(kc *kafka.Consumer) {
-	s.hmu.Lock()
-	s.closing = true // the running handler (if any) has finished
+	s.hmu.Lock() // wait for the running handler (if any)
+	s.omu.Lock()
+	s.closing = true
+	s.omu.Unlock()
 	s.hmu.Unlock()
 	s.kcMu.Lock()
 	if err := kc.Close(); err != nil {
@@ -563,11 +570,11 @@ func (s *Subscription) closeConsumer(kc *kafka.Consumer) {
 	}
 	s.kc.Store(nil)
 	s.kcMu.Unlock()
-	s.hmu.Lock()
+	s.omu.Lock()
 	for k := range s.owned {
 		delete(s.owned, k)
 	}
-	s.hmu.Unlock()
+	s.omu.Unlock()
 	s.pending = nil
 	s.smu.Lock()
 	s.assigned, s.paused = nil, false
@@ -595,7 +602,11 @@ func (s *Subscription) handlerLoop() {
 func (s *Subscription) handle(msg *Message) {
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
-	if ep, ok := s.owned[tpKey{msg.Topic, msg.Partition}]; !ok || ep != msg.epoch || s.closing {
+	s.omu.Lock()
+	ep, ok := s.owned[tpKey{msg.Topic, msg.Partition}]
+	stale := !ok || ep != msg.epoch || s.closing
+	s.omu.Unlock()
+	if stale {
 		s.discarded.Add(1)
 		return
 	}
