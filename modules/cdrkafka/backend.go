@@ -52,6 +52,11 @@ type Backend struct {
 	kick       chan struct{}
 	stop, done chan struct{}
 
+	// journal mode (journal = yes): every batch is written ahead to jr
+	jr            *spool
+	journalErrors atomic.Uint64 // batches produced without their journal write
+	kvPool        sync.Pool     // *[]kv scratch for journal writes
+
 	liveMu sync.Mutex
 	live   map[*chunk]struct{} // chunks with messages awaiting delivery (spool mode)
 	shutMu sync.Mutex
@@ -113,6 +118,8 @@ type ref struct {
 	state atomic.Int32 // refInflight, refSettled, refSpooled
 	seg   *segment     // replay: source; spooled at shutdown: destination
 	idx   uint32
+	jseg  *segment // journal mode: where the record was written ahead
+	jidx  uint32
 }
 
 const (
@@ -157,7 +164,7 @@ func (c *chunk) prepareRefs() {
 	c.refs = c.refs[:n]
 	for i := range c.refs {
 		r := &c.refs[i]
-		r.c, r.i, r.seg, r.idx = c, int32(i), nil, 0
+		r.c, r.i, r.seg, r.idx, r.jseg, r.jidx = c, int32(i), nil, 0, nil, 0
 		r.state.Store(refInflight)
 	}
 	c.outstanding.Store(int32(n) + 1)
@@ -310,6 +317,9 @@ func (k *Backend) handoverSpool(c *chunk) bool {
 	p := k.producer()
 	c.prepareRefs()
 	n := len(c.msgs)
+	if k.jr != nil {
+		k.journalWrite(c)
+	}
 	for i := 0; i < n; i++ {
 		err := p.produce(c.key(i), c.value(i), &c.refs[i])
 		if err == nil {
@@ -326,6 +336,9 @@ func (k *Backend) handoverSpool(c *chunk) bool {
 			for j := i + 1; j < n; j++ {
 				c.refs[j].state.Store(refSettled)
 			}
+			for j := i; j < n; j++ {
+				k.journalAck(&c.refs[j])
+			}
 			c.release(n - i)
 			k.kickReplay()
 			break
@@ -333,10 +346,46 @@ func (k *Backend) handoverSpool(c *chunk) bool {
 		k.st.AddDropped(cdr.DropProduceError, 1)
 		k.setErr(err)
 		k.warn("produce", "cdr_kafka: producer refused a CDR; dropped", "err", err.Error())
+		k.journalAck(&c.refs[i])
 		c.release(1)
 	}
 	c.release(1)
 	return true
+}
+
+// journalWrite writes a batch ahead to the journal before it is produced and
+// notes where each record went. A failed write is counted and logged; the
+// batch is produced anyway (only its crash safety is lost).
+func (k *Backend) journalWrite(c *chunk) {
+	kp, _ := k.kvPool.Get().(*[]kv)
+	if kp == nil {
+		kp = new([]kv)
+	}
+	kvs := (*kp)[:0]
+	for i := range c.msgs {
+		kvs = append(kvs, kv{c.key(i), c.value(i)})
+	}
+	seg, first, err := k.jr.append(kvs)
+	clear(kvs)
+	*kp = kvs[:0]
+	k.kvPool.Put(kp)
+	if err != nil {
+		k.journalErrors.Add(1)
+		k.setErr(err)
+		k.warn("journal-write", "cdr_kafka: cannot write the journal; batch produced without crash safety", "records", len(c.msgs), "err", err.Error())
+		return
+	}
+	for i := range c.refs {
+		c.refs[i].jseg, c.refs[i].jidx = seg, first+uint32(i)
+	}
+}
+
+// journalAck acknowledges r's journal record, if it has one: its outcome is
+// final (delivered, dropped and counted) or it is safe in the main spool.
+func (k *Backend) journalAck(r *ref) {
+	if r.jseg != nil {
+		k.jr.ackJournal(r.jseg, r.jidx)
+	}
 }
 
 // spoolRangeLocked writes messages [from, to) of c to the spool and counts
@@ -406,6 +455,7 @@ func (k *Backend) onDelivery(opaque any, err error) {
 				k.sp.settle(r.seg, r.idx, false)
 			}
 		}
+		k.journalAck(r)
 	} else {
 		// Spooled at shutdown while still in the producer.
 		k.shutMu.Lock()
@@ -441,6 +491,53 @@ func (k *Backend) openSpool(opts spoolOptions) (int, error) {
 		k.logger.Info("cdr_kafka: spooled CDRs found; replaying them before new ones", "records", loaded, "dir", opts.Dir)
 	}
 	return loaded, nil
+}
+
+// openJournal opens the write-ahead journal (journal = yes) after the
+// spool. Records an earlier run left unacknowledged (a kill -9, a crash)
+// are moved into the spool, fsynced, then acknowledged in the journal, so
+// they are replayed before new CDRs; it returns how many. A crash during the
+// move may replay some of them twice, never lose them.
+func (k *Backend) openJournal(opts spoolOptions) (int, error) {
+	jr, loaded, bad, err := openSpool(opts)
+	if err != nil {
+		return 0, fmt.Errorf("journal: %w", err)
+	}
+	for _, b := range bad {
+		k.logger.Error("cdr_kafka: corrupt journal region skipped", "file", b.Path, "offset", b.Offset, "bytes", b.Bytes)
+	}
+	moved := 0
+	var recs []spoolRec
+	var buf []byte
+	for loaded > 0 {
+		var lost int
+		recs, buf, lost = jr.next(1024, recs[:0], buf[:0])
+		if lost > 0 {
+			k.logger.Error("cdr_kafka: journal records unreadable; lost", "records", lost)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		kvs := make([]kv, len(recs))
+		for i, r := range recs {
+			kvs[i] = kv{r.key, r.value}
+		}
+		if _, _, err := k.sp.append(kvs); err != nil {
+			jr.close()
+			return moved, fmt.Errorf("journal: moving %d records to the spool: %w", len(kvs), err)
+		}
+		k.sp.sync()
+		for _, r := range recs {
+			jr.settle(r.seg, r.index, true)
+		}
+		moved += len(recs)
+	}
+	k.jr = jr
+	if moved > 0 {
+		k.spooling.Store(true)
+		k.logger.Warn("cdr_kafka: journal records of an unclean stop moved to the spool; replaying them before new ones", "records", moved, "dir", opts.Dir)
+	}
+	return moved, nil
 }
 
 // startReplay counts the loaded records and starts the replayer.
@@ -610,13 +707,21 @@ func (k *Backend) shutdown() int {
 			k.st.AddDropped(cdr.DropShutdown, uint64(len(kvs)))
 			k.logger.Error("cdr_kafka: cannot spool undelivered CDRs at shutdown; lost", "records", len(kvs), "err", err)
 		} else {
+			k.sp.sync()
 			for j, r := range refs {
 				r.seg, r.idx = seg, first+uint32(j)
+				k.journalAck(r) // safe in the main spool now
 			}
 			k.st.AddSpooled(uint64(len(kvs)))
 		}
 	}
 	k.shutMu.Unlock()
+	if k.jr != nil {
+		if left := k.jr.journalOutstanding(); left > 0 {
+			k.logger.Warn("cdr_kafka: journal records still unacknowledged at shutdown; moved to the spool at the next start", "records", left)
+		}
+		k.jr.close()
+	}
 	if n := len(kvs) + spooledReplays; n > 0 {
 		k.logger.Info("cdr_kafka: undelivered CDRs spooled at shutdown; replayed at the next start", "records", n)
 	}
@@ -646,6 +751,11 @@ func (k *Backend) WriteStatus(w func(label, value string)) {
 		w("spool corrupt", fmt.Sprintf("%d regions, %d bytes skipped", s.CorruptRegions, s.CorruptBytes))
 		w("spool write errors / fsyncs", fmt.Sprintf("%d / %d", s.WriteErrors, s.Fsyncs))
 		w("late deliveries (spooled at shutdown)", fmt.Sprintf("%d delivered, %d failed", k.lateDelivered.Load(), k.lateFailed.Load()))
+	}
+	if k.jr != nil {
+		s := k.jr.status()
+		w("journal", fmt.Sprintf("on: %d records awaiting delivery, %d segments, %d bytes, %d write errors, %d fsyncs",
+			k.jr.journalOutstanding(), s.Segments, s.Bytes, k.journalErrors.Load(), s.Fsyncs))
 	}
 	if e := k.lastErr.Load().(string); e != "" {
 		w("last error", e)

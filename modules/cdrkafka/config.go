@@ -31,6 +31,10 @@ type Config struct {
 	// block_ms, then drop and count) or spool (write to the spool, replay
 	// when there is room).
 	OnQueueFull string `conf:"on_queue_full" default:"drop" enum:"drop|block|spool"`
+	// Journal (spool mode only) writes every batch ahead to a journal before
+	// producing it, so a kill -9 loses nothing handed over (see the package
+	// doc for the window).
+	Journal bool `conf:"journal" default:"no"`
 	// BlockMs bounds the wait of one hand-over in block mode.
 	BlockMs int `conf:"block_ms" default:"1000" min:"1" max:"60000"`
 	// SpoolDir holds the spool; relative to the data dir. Default cdr_kafka.

@@ -4,6 +4,31 @@
 // through a res_kafka connection; with on_queue_full = spool, CDRs that
 // cannot be delivered are kept in a crash-safe spool and replayed.
 //
+// # What a crash can lose
+//
+// A CDR is first batched in memory (per posting goroutine) and handed over
+// when the batch is full (batch_max) or its oldest record is flush_ms old;
+// then it sits in the producer (librdkafka) until its delivery report.
+// Without the journal, a kill -9 loses what is batched and what is in the
+// producer: the spool only receives what the producer refused or failed.
+//
+// With on_queue_full = spool and journal = yes, every batch is appended to a
+// write-ahead journal (<spool_dir>/journal, one write(2) per batch) before it
+// is produced, and acknowledged when its delivery report arrives (or when it
+// moved to the spool). At the next start the unacknowledged journal records
+// are moved into the spool and replayed before new CDRs. The window:
+//
+//   - process crash (kill -9, panic, OOM kill): a CDR is safe once its batch
+//     was handed over, i.e. at most flush_ms after Post returned (sooner when
+//     the batch filled); what is still batched then is lost;
+//   - OS crash or power loss: add the fsync window, spool_fsync_ms or
+//     spool_fsync_records journal records, whichever comes first.
+//
+// Delivery is at least once: a CDR delivered in the last spool_fsync_ms
+// before a crash (its acknowledgement not yet written) is produced again
+// after the restart. Consumers de-duplicate on "seq" where they need
+// exactly once.
+//
 // Producer settings (acks, linger, compression, queue size, idempotence)
 // belong to the res_kafka connection in kafka.conf: name a dedicated
 // connection (e.g. [cdr]) in cdr_kafka.conf to give CDRs their own; see
@@ -86,8 +111,16 @@ func loadConfig(ctx *core.Context) (*Config, bool, error) {
 		}
 	}
 	cfg := new(Config)
-	if err := conf.Decode(f.Section("general"), cfg); err != nil {
+	sec := f.Section("general")
+	if err := conf.Decode(sec, cfg); err != nil {
 		return nil, false, err
+	}
+	if cfg.Journal && cfg.mode() != modeSpool {
+		where := sec.File
+		if k := sec.Key("journal"); k != nil {
+			where = fmt.Sprintf("%s:%d", k.File, k.Line)
+		}
+		return nil, false, fmt.Errorf("%s: journal = yes needs on_queue_full = spool (the journal replays through the spool)", where)
 	}
 	return cfg, false, nil
 }
@@ -200,11 +233,22 @@ func (m *Module) Start(ctx *core.Context) error {
 		if loaded, err = k.openSpool(spoolOpts(ctx, cfg)); err != nil {
 			return err
 		}
+		if cfg.Journal {
+			moved, err := k.openJournal(journalOpts(ctx, cfg))
+			if err != nil {
+				k.sp.close()
+				return err
+			}
+			loaded += moved
+		}
 	}
 	reg, err := eng.Register(k)
 	if err != nil {
 		if k.sp != nil {
 			k.sp.close()
+		}
+		if k.jr != nil {
+			k.jr.close()
 		}
 		return err
 	}
@@ -217,7 +261,7 @@ func (m *Module) Start(ctx *core.Context) error {
 		rk.EnsureTopicAsync(conn, cfg.Topic, cfg.TopicPartitions, cfg.TopicReplication)
 	}
 	ctx.Logger.Info("cdr_kafka registered", "connection", conn, "topic", cfg.Topic, "key", cfg.Key,
-		"on_queue_full", cfg.OnQueueFull, "batch_max", cfg.BatchMax, "flush_ms", cfg.FlushMs)
+		"on_queue_full", cfg.OnQueueFull, "journal", cfg.Journal, "batch_max", cfg.BatchMax, "flush_ms", cfg.FlushMs)
 	return nil
 }
 
@@ -252,8 +296,8 @@ func (m *Module) Reload(ctx *core.Context) error {
 		return err
 	}
 	old := m.k.cfg.Load()
-	if cfg.OnQueueFull != old.OnQueueFull || cfg.SpoolDir != old.SpoolDir {
-		return fmt.Errorf("on_queue_full and spool_dir cannot change by reload (unload and load cdr_kafka); old configuration kept")
+	if cfg.OnQueueFull != old.OnQueueFull || cfg.SpoolDir != old.SpoolDir || cfg.Journal != old.Journal {
+		return fmt.Errorf("on_queue_full, journal and spool_dir cannot change by reload (unload and load cdr_kafka); old configuration kept")
 	}
 	if !cfg.Enabled {
 		return fmt.Errorf("enabled = no needs an unload; old configuration kept")
@@ -276,7 +320,21 @@ func (m *Module) Reload(ctx *core.Context) error {
 	if m.k.sp != nil {
 		m.k.sp.setPolicy(spoolOpts(ctx, cfg))
 	}
+	if m.k.jr != nil {
+		m.k.jr.setPolicy(journalOpts(ctx, cfg))
+	}
 	return nil
+}
+
+// journalOpts are the journal's spool options: <spool dir>/journal, the
+// spool's fsync policy, small segments (removed once fully acknowledged).
+func journalOpts(ctx *core.Context, cfg *Config) spoolOptions {
+	o := spoolOpts(ctx, cfg)
+	o.Dir = filepath.Join(o.Dir, "journal")
+	o.MaxBytes = 0 // the journal holds only what is in flight
+	o.SegmentBytes = 4 << 20
+	o.Journal = true
+	return o
 }
 
 var (
@@ -291,12 +349,14 @@ var (
 	descDelivErr      = prometheus.NewDesc("switchboard_cdr_kafka_delivery_errors_total", "Failed delivery reports (spooled or not).", nil, nil)
 	descLate          = prometheus.NewDesc("switchboard_cdr_kafka_late_reports_total", "Delivery reports for CDRs already spooled at shutdown.", []string{"outcome"}, nil)
 	descReplayInfl    = prometheus.NewDesc("switchboard_cdr_kafka_replay_inflight", "Replayed CDRs awaiting their delivery report.", nil, nil)
+	descJournalPend   = prometheus.NewDesc("switchboard_cdr_kafka_journal_pending", "Journaled CDRs awaiting their delivery report (journal = yes).", nil, nil)
+	descJournalErr    = prometheus.NewDesc("switchboard_cdr_kafka_journal_errors_total", "Batches produced without their journal write (write failed).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (m *Module) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSpoolBytes, descSpoolSegments, descSpoolRecords, descSpoolCorrupt, descSpoolRegions,
-		descSpoolWErr, descSpooling, descQueueFull, descDelivErr, descLate, descReplayInfl} {
+		descSpoolWErr, descSpooling, descQueueFull, descDelivErr, descLate, descReplayInfl, descJournalPend, descJournalErr} {
 		ch <- d
 	}
 }
@@ -332,5 +392,9 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 		}
 		g(descSpooling, sp)
 		g(descReplayInfl, float64(k.replayInflight.Load()))
+	}
+	if k.jr != nil {
+		g(descJournalPend, float64(k.jr.journalOutstanding()))
+		c(descJournalErr, k.journalErrors.Load())
 	}
 }

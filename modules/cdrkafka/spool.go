@@ -49,6 +49,15 @@ import (
 // spool-<seq>.ack (u32 index | u32 ^index, buffered, written out with the
 // fsync tick). A restart skips acknowledged records, so a crash during
 // replay duplicates at most the records acknowledged in the last tick.
+//
+// Journal (journal = yes): a second spool instance in <spool_dir>/journal
+// holds every batch written ahead of producing it (Journal option). Its
+// records are not replayed while the process runs: each is acknowledged
+// (.ack, as above) once its delivery report arrives or once it was moved to
+// the main spool (failed delivery, full queue, shutdown), and a segment is
+// removed when it is sealed and every record in it is acknowledged. At the
+// next start whatever is left unacknowledged (a kill -9, a crash) is moved
+// into the main spool and replayed.
 
 const (
 	spoolMagic    = "SBCDRSP1"
@@ -68,6 +77,10 @@ type spoolOptions struct {
 	FsyncInterval time.Duration
 	FsyncRecords  int
 	SegmentBytes  int64 // active segment is sealed beyond this size
+	// Journal makes this spool a write-ahead journal: appended records are
+	// outstanding until ackJournal, and are not counted as records to
+	// replay.
+	Journal bool
 }
 
 // segment is one spool file.
@@ -375,6 +388,11 @@ func (s *spool) append(recs []kv) (seg *segment, first uint32, err error) {
 		}
 	}
 	seg, first = s.active, uint32(s.active.count)
+	if s.opts.Journal {
+		// Outstanding before the write: a failed write seals the segment,
+		// which must not be removed while any of these can be acknowledged.
+		seg.outstanding.Add(int64(len(recs)))
+	}
 	n, err := s.f.Write(s.wbuf)
 	if err != nil {
 		// A partial frame may be in the file: seal the segment so the next
@@ -382,13 +400,21 @@ func (s *spool) append(recs []kv) (seg *segment, first uint32, err error) {
 		// the next open.
 		s.active.size += int64(n)
 		s.bytes.Add(int64(n))
+		if s.opts.Journal {
+			seg.outstanding.Add(-int64(len(recs)))
+		}
 		s.sealLocked()
+		if s.opts.Journal {
+			s.maybeRemoveJournalLocked(seg)
+		}
 		return nil, 0, s.fail(err)
 	}
 	s.active.size += int64(n)
 	s.active.count += len(recs)
 	s.bytes.Add(int64(n))
-	s.records.Add(int64(len(recs)))
+	if !s.opts.Journal {
+		s.records.Add(int64(len(recs)))
+	}
 	s.unsynced += len(recs)
 	if s.unsynced >= s.opts.FsyncRecords {
 		s.syncLocked()
@@ -403,7 +429,11 @@ func (s *spool) fail(err error) error {
 }
 
 func (s *spool) newActiveLocked() error {
+	old := s.active
 	s.sealLocked()
+	if s.opts.Journal && old != nil {
+		s.maybeRemoveJournalLocked(old)
+	}
 	seg := &segment{seq: s.nextSeq, path: filepath.Join(s.opts.Dir, fmt.Sprintf("spool-%020d.log", s.nextSeq))}
 	f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o640)
 	if err != nil {
@@ -608,6 +638,58 @@ func (s *spool) maybeRemoveLocked(seg *segment) {
 			break
 		}
 	}
+}
+
+// ackJournal acknowledges journal record index of seg: delivered, or moved
+// to the main spool, or dropped and counted. A sealed segment whose records
+// are all acknowledged is removed.
+func (s *spool) ackJournal(seg *segment, index uint32) {
+	s.mu.Lock()
+	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, index)
+	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, ^index)
+	seg.outstanding.Add(-1)
+	if s.closed { // the sync loop has stopped: write now
+		s.flushAcksLocked()
+	}
+	s.maybeRemoveJournalLocked(seg)
+	s.mu.Unlock()
+}
+
+// maybeRemoveJournalLocked removes a sealed journal segment with nothing
+// outstanding.
+func (s *spool) maybeRemoveJournalLocked(seg *segment) {
+	if seg == s.active || seg.outstanding.Load() > 0 || seg.readDone {
+		return
+	}
+	seg.readDone = true // removed: never again
+	os.Remove(seg.path)
+	os.Remove(seg.ackPath())
+	seg.ackBuf = nil
+	s.bytes.Add(-seg.size)
+	for i, o := range s.segs {
+		if o == seg {
+			s.segs = append(s.segs[:i], s.segs[i+1:]...)
+			break
+		}
+	}
+}
+
+// journalOutstanding returns how many journal records await their ack.
+func (s *spool) journalOutstanding() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, seg := range s.segs {
+		n += seg.outstanding.Load()
+	}
+	return n
+}
+
+// sync fsyncs the active segment now.
+func (s *spool) sync() {
+	s.mu.Lock()
+	s.syncLocked()
+	s.mu.Unlock()
 }
 
 func (s *spool) flushAcksLocked() {
