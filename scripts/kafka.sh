@@ -36,6 +36,10 @@
 #                              override with KAFKA_CLUSTER_HEAP)
 #   KAFKA_READY_TIMEOUT        seconds to wait for readiness (default 90)
 #   KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD  test user (default switchboard / random)
+#   KAFKA_PROXY_ADVERTISE      host:port for `up`: add a PLAINTEXT listener PROXIED on a
+#                              free port that advertises host:port (a TCP proxy the caller
+#                              runs in front of it, for network-fault tests); its real port
+#                              is KAFKA_PROXIED_PORT in the env file. PLAINTEXT stays direct.
 #
 # Env file keys written by `up`:
 #   KAFKA_BOOTSTRAP KAFKA_SASL_BOOTSTRAP KAFKA_SASL_USERNAME KAFKA_SASL_PASSWORD
@@ -135,7 +139,11 @@ pid_alive() {
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     # Guard against pid reuse: the process must be a java kafka.Kafka of this dir.
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $(dirname "$pf")/server.properties" || return 1
+    # No pipe into grep -q here: under pipefail, tr's SIGPIPE when grep exits early
+    # made a live broker look dead.
+    local cl
+    cl="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cl" == *"kafka.Kafka $(dirname "$pf")/server.properties"* ]] || return 1
 }
 
 # stop_pid PIDFILE SIGNAL WAIT_SECONDS: stop the process, escalating to SIGKILL.
@@ -382,10 +390,17 @@ cmd_up() {
     mkdir -p "$INSTANCE_DIR/logs" "$INSTANCE_DIR/data"
     : >"$INSTANCE_DIR/logs/server.log"
     local ports p q c
-    mapfile -t ports < <(free_ports 3)
+    mapfile -t ports < <(free_ports 4)
     p="${KAFKA_PORT:-${ports[0]}}"
     q="${KAFKA_SASL_PORT:-${ports[1]}}"
     c="${KAFKA_CONTROLLER_PORT:-${ports[2]}}"
+    # Optional proxied listener (see KAFKA_PROXY_ADVERTISE).
+    local xl="" xa="" xm="" xp=""
+    if [[ -n "${KAFKA_PROXY_ADVERTISE:-}" ]]; then
+        [[ "$KAFKA_PROXY_ADVERTISE" =~ ^[^:]+:[0-9]+$ ]] || die "KAFKA_PROXY_ADVERTISE must be host:port"
+        xp="${ports[3]}"
+        xl=",PROXIED://127.0.0.1:$xp" xa=",PROXIED://$KAFKA_PROXY_ADVERTISE" xm=",PROXIED:PLAINTEXT"
+    fi
     local user="${KAFKA_SASL_USERNAME:-switchboard}"
     local pass="${KAFKA_SASL_PASSWORD:-sb-$(openssl rand -hex 12)}"
     make_certs "$INSTANCE_DIR/tls"
@@ -395,9 +410,9 @@ cmd_up() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$c
-listeners=PLAINTEXT://127.0.0.1:$p,SASL_SSL://127.0.0.1:$q,CONTROLLER://127.0.0.1:$c
-advertised.listeners=PLAINTEXT://127.0.0.1:$p,SASL_SSL://localhost:$q,CONTROLLER://127.0.0.1:$c
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+listeners=PLAINTEXT://127.0.0.1:$p,SASL_SSL://127.0.0.1:$q,CONTROLLER://127.0.0.1:$c$xl
+advertised.listeners=PLAINTEXT://127.0.0.1:$p,SASL_SSL://localhost:$q,CONTROLLER://127.0.0.1:$c$xa
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL$xm
 log.dirs=$INSTANCE_DIR/data
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=10
@@ -447,6 +462,7 @@ KAFKA_VERSION=$KVER
 KAFKA_INSTANCE_DIR=$INSTANCE_DIR
 KAFKA_KCAT_LIBRARY_PATH=$klib
 EOF
+    if [[ -n "$xp" ]]; then echo "KAFKA_PROXIED_PORT=$xp" >>"$INSTANCE_DIR/env.tmp"; fi
     mv "$INSTANCE_DIR/env.tmp" "$INSTANCE_DIR/env"
     log "Apache Kafka $KVER ready in $((SECONDS - t0))s: PLAINTEXT 127.0.0.1:$p, SASL_SSL localhost:$q"
     echo "$INSTANCE_DIR/env"
