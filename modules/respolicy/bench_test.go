@@ -1,6 +1,7 @@
 package respolicy
 
 import (
+	"fmt"
 	"math/rand"
 	"os"
 	"runtime"
@@ -46,6 +47,7 @@ var bench struct {
 	store   *Store
 	gomap   *goMapPolicy
 	queries [][]byte
+	zipf    [][]byte
 	n       int
 	hsOnce  sync.Once
 	hsStore *Store
@@ -163,17 +165,49 @@ func loadBench(b *testing.B) {
 		for _, m := range group[1 : len(group)-1] {
 			names = append(names, m.Domain)
 		}
+		// The names lie back to back in one buffer, as in a ring of
+		// received packets read in order.
 		r := rand.New(rand.NewSource(1))
+		var buf []byte
+		var ends []int
 		for i := 0; i < 1<<16; i++ {
 			d := names[r.Intn(len(names))]
 			switch i % 3 {
 			case 0:
-				bench.queries = append(bench.queries, []byte(d))
+				buf = append(buf, d...)
 			case 1:
-				bench.queries = append(bench.queries, []byte("www."+d+"."))
+				buf = append(append(append(buf, "www."...), d...), '.')
 			default:
-				bench.queries = append(bench.queries, []byte("x"+d[1:]+".example"))
+				buf = append(append(append(buf, 'x'), d[1:]...), ".example"...)
 			}
+			ends = append(ends, len(buf))
+		}
+		start := 0
+		for _, e := range ends {
+			bench.queries = append(bench.queries, buf[start:e:e])
+			start = e
+		}
+		// The "traffic" mix: 98% of queries for 50,000 popular names not on
+		// the lists (Zipf s=1.1: a few names get most queries, as real DNS
+		// traffic does), 2% for listed names (uniform).
+		popular := make([]string, 50000)
+		for i := range popular {
+			popular[i] = fmt.Sprintf("%s%d.%s", []string{"www.site", "api.svc", "cdn.img", "mail.corp"}[i%4], i,
+				[]string{"com", "net", "org", "io", "de"}[i%5])
+		}
+		zipf := rand.NewZipf(r, 1.1, 1, uint64(len(popular)-1))
+		buf, ends, start = nil, nil, 0
+		for i := 0; i < 1<<16; i++ {
+			if i%50 == 0 {
+				buf = append(append(buf, "www."...), names[r.Intn(len(names))]...)
+			} else {
+				buf = append(buf, popular[zipf.Uint64()]...)
+			}
+			ends = append(ends, len(buf))
+		}
+		for _, e := range ends {
+			bench.zipf = append(bench.zipf, buf[start:e:e])
+			start = e
 		}
 	})
 	if bench.store == nil {
@@ -230,6 +264,26 @@ func BenchmarkLookup(b *testing.B) {
 			mt.Decide("g", qs[i&mask])
 		}
 	})
+	b.Run("hash-tier/Decide-one-pass-direct", func(b *testing.B) {
+		g, _ := snap.Group("g")
+		b.ReportAllocs()
+		defer reportCPU(b)()
+		for i := 0; i < b.N; i++ {
+			snap.decideSlow(g, qs[i&mask])
+		}
+	})
+	b.Run("hash-tier/Decide-two-pass", func(b *testing.B) {
+		g, _ := snap.Group("g")
+		var buf [maxProbes]probe
+		b.ReportAllocs()
+		defer reportCPU(b)()
+		for i := 0; i < b.N; i++ {
+			ps, q, d, ok := snap.collect(g, qs[i&mask], buf[:0], false)
+			if ok {
+				snap.resolve(g, q, ps, d)
+			}
+		}
+	})
 	burst := func(b *testing.B, s *Store) {
 		mt := newMatcher(s)
 		defer mt.Close()
@@ -264,6 +318,53 @@ func BenchmarkLookup(b *testing.B) {
 		defer reportCPU(b)()
 		for i := 0; i < b.N; i++ {
 			p.decide(buf, qs[i&mask])
+		}
+	})
+	b.Run("hot-name/hash-tier/Decide", func(b *testing.B) {
+		// One name over and over: the compute cost without cache misses.
+		mt := newMatcher(bench.store)
+		q := []byte("www.site123.com")
+		defer reportCPU(b)()
+		for i := 0; i < b.N; i++ {
+			mt.Decide("g", q)
+		}
+	})
+	b.Run("hot-name/go-map-walk", func(b *testing.B) {
+		p := bench.gomap
+		buf := make([]byte, 0, 256)
+		q := []byte("www.site123.com")
+		defer reportCPU(b)()
+		for i := 0; i < b.N; i++ {
+			p.decide(buf, q)
+		}
+	})
+	zq := bench.zipf
+	b.Run("traffic/hash-tier/Decide", func(b *testing.B) {
+		mt := newMatcher(bench.store)
+		defer reportCPU(b)()
+		for i := 0; i < b.N; i++ {
+			mt.Decide("g", zq[i&mask])
+		}
+	})
+	b.Run("traffic/hash-tier/DecideBurst64", func(b *testing.B) {
+		mt := newMatcher(bench.store)
+		groups := make([]string, 64)
+		for i := range groups {
+			groups[i] = "g"
+		}
+		out := make([]Decision, 64)
+		defer reportCPU(b)()
+		for i := 0; i < b.N; i += 64 {
+			j := (i & mask) &^ 63
+			mt.DecideBurst(groups, zq[j:j+64], out)
+		}
+	})
+	b.Run("traffic/go-map-walk", func(b *testing.B) {
+		p := bench.gomap
+		buf := make([]byte, 0, 256)
+		defer reportCPU(b)()
+		for i := 0; i < b.N; i++ {
+			p.decide(buf, zq[i&mask])
 		}
 	})
 }

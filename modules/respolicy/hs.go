@@ -140,14 +140,14 @@ func compileTable(t *table) (*hsDB, error) {
 	lens := make([]uint8, 0, t.n)
 	for i := range t.slots {
 		s := &t.slots[i]
-		if s.ln == 0 || s.list == listTombstone {
+		if s.meta == 0 || s.list() == listTombstone {
 			continue
 		}
-		lit := hyperscan.NewLiteral("." + t.arena[s.off:s.off+uint32(s.ln)] + "\n")
+		lit := hyperscan.NewLiteral("." + t.name(i) + "\n")
 		lit.Id = len(ids)
 		lits = append(lits, lit)
 		ids = append(ids, int32(i))
-		lens = append(lens, s.ln)
+		lens = append(lens, uint8(s.ln()))
 	}
 	db, err := hyperscan.Literals(lits).Build(hyperscan.BlockMode)
 	if err != nil {

@@ -1,6 +1,8 @@
 package respolicy
 
 import (
+	"unsafe"
+
 	"github.com/flier/gohs/hyperscan"
 )
 
@@ -9,7 +11,12 @@ import (
 // between goroutines; make one per worker with Module.NewMatcher and Close
 // it when the worker ends.
 type Matcher struct {
-	src interface{ Snapshot() *Snapshot }
+	src   interface{ Snapshot() *Snapshot }
+	store *Store // src, when it is a store (saves an interface call)
+
+	lastSnap  *Snapshot
+	lastName  string
+	lastGroup *GroupPolicy
 
 	scratch    *hyperscan.Scratch
 	scratchVer uint64
@@ -22,6 +29,12 @@ type Matcher struct {
 	onHit  hyperscan.MatchHandler
 	curDB  *hsDB
 	bs     burstScratch
+	names2 []burstName
+	probes []probe
+
+	// Collisions counts burst picks that failed verification (tag
+	// collisions) and were decided again exactly.
+	Collisions uint64
 
 	// HSNames counts the names this matcher decided through Hyperscan (the
 	// rest of DecideBurst's names took the hash walk).
@@ -36,6 +49,7 @@ type burstBest struct {
 // newMatcher returns a matcher reading snapshots from src.
 func newMatcher(src interface{ Snapshot() *Snapshot }) *Matcher {
 	mt := &Matcher{src: src}
+	mt.store, _ = src.(*Store)
 	mt.onHit = mt.handle
 	return mt
 }
@@ -45,11 +59,27 @@ func newMatcher(src interface{ Snapshot() *Snapshot }) *Matcher {
 // with the default group's tables (see Config) or, with none, only the
 // malicious table, and Decision.Group 0. It does not allocate.
 func (mt *Matcher) Decide(group string, qname []byte) Decision {
-	return mt.src.Snapshot().Decide(group, qname)
+	var s *Snapshot
+	if mt.store != nil {
+		s = mt.store.snap.Load()
+	} else {
+		s = mt.src.Snapshot()
+	}
+	// Workers usually decide many names of one group in a row: keep the
+	// group resolved while the snapshot and the name stay the same.
+	if s != mt.lastSnap || group != mt.lastName {
+		g := s.groups[group]
+		if g == nil {
+			g = s.defGroup
+		}
+		mt.lastSnap, mt.lastName, mt.lastGroup = s, group, g
+	}
+	return s.decide(mt.lastGroup, qname)
 }
 
 // Close frees the matcher's Hyperscan scratch.
 func (mt *Matcher) Close() {
+	mt.lastSnap, mt.lastGroup = nil, nil
 	if mt.scratch != nil {
 		_ = mt.scratch.Free()
 		mt.scratch = nil
@@ -83,7 +113,7 @@ func (mt *Matcher) handle(id uint, _, to uint64, _ uint, _ interface{}) error {
 	db := mt.curDB
 	b := &mt.best[ni]
 	slot := &db.src.slots[db.ids[id]]
-	switch slot.list {
+	switch slot.list() {
 	case ListWhitelist:
 		if b.white == 0 || db.lens[b.white-1] < db.lens[id] {
 			b.white = int32(id) + 1
@@ -170,12 +200,106 @@ func (mt *Matcher) scan(db *hsDB) bool {
 func (mt *Matcher) DecideBurst(groups []string, qnames [][]byte, out []Decision) {
 	s := mt.src.Snapshot()
 	if !s.burstHS {
-		for i, q := range qnames {
-			out[i] = s.Decide(groups[i], q)
-		}
+		mt.decideBurstHash(s, groups, qnames, out)
 		return
 	}
 	mt.decideBurstHS(s, groups, qnames, out)
+}
+
+// burstName is one name of a hash-tier burst between the passes.
+type burstName struct {
+	g      *GroupPolicy
+	q      []byte // trimmed (no trailing dot)
+	orig   []byte
+	d      Decision
+	lo, hi int32
+	state  uint8 // 0 = d is final, 1 = resolve probes[lo:hi], 2 = decideSlow, 3 = verify pick
+	pick   hit
+	start  int32 // where the picked suffix starts in q
+}
+
+// decideBurstHash is the hash walk over a whole burst in four passes, so
+// that the cache misses of all its names overlap instead of queueing one
+// after the other: (1) hash every suffix of every name and prefetch the
+// filter block (or slot) each probe reads first; (2) check the filters and
+// prefetch the slots of the probes that may hit; (3) probe by tag (no name
+// comparison), pick each name's decision and prefetch the picked entry's
+// name; (4) verify the picked names and fill the decisions. A pick that fails verification (a
+// 40-bit tag collision: practically never, or crafted) is decided again by
+// the exact walk.
+func (mt *Matcher) decideBurstHash(s *Snapshot, groups []string, qnames [][]byte, out []Decision) {
+	n := len(qnames)
+	if cap(mt.names2) < n {
+		mt.names2 = make([]burstName, n)
+	}
+	names := mt.names2[:n]
+	if need := n * maxProbes; cap(mt.probes) < need {
+		mt.probes = make([]probe, 0, need)
+	}
+	used := 0
+	var g *GroupPolicy
+	for i, q := range qnames {
+		if i == 0 || groups[i] != groups[i-1] { // bursts usually repeat groups
+			if g = s.groups[groups[i]]; g == nil {
+				g = s.defGroup
+			}
+		}
+		bn := &names[i]
+		ps, qq, d, ok := s.collect(g, q, mt.probes[used:used:used+maxProbes], true)
+		bn.g, bn.q, bn.orig, bn.d, bn.lo, bn.hi = g, qq, q, d, int32(used), int32(used+len(ps))
+		switch {
+		case ok:
+			bn.state = 1
+			used += len(ps)
+		case len(ps) == maxProbes:
+			bn.state = 2
+		default:
+			bn.state = 0
+		}
+	}
+	all := mt.probes[:used]
+	for i := range names {
+		if bn := &names[i]; bn.state == 1 {
+			s.filterProbes(bn.g, all[bn.lo:bn.hi])
+		}
+	}
+	for i := range names {
+		bn := &names[i]
+		if bn.state != 1 {
+			continue
+		}
+		bn.pick, bn.d, bn.start = s.resolveFast(bn.g, bn.q, all[bn.lo:bn.hi], bn.d)
+		if t := bn.pick.t; t != nil {
+			bn.state = 3
+			prefetch(uintptr(unsafe.Pointer(unsafe.StringData(t.arena))) + uintptr(t.slots[bn.pick.i].off))
+		} else {
+			bn.state = 0
+		}
+	}
+	for i := range names {
+		bn := &names[i]
+		switch bn.state {
+		case 0:
+			out[i] = bn.d
+		case 2:
+			out[i] = s.decideSlow(bn.g, bn.orig)
+		case 3:
+			t, j := bn.pick.t, bn.pick.i
+			if t.verify(j, bn.q[bn.start:]) {
+				d := bn.d
+				sl := &t.slots[j]
+				d.Category, d.Entry = sl.cat, t.arena[sl.off:sl.off+uint32(sl.ln())]
+				if d.Action == ActionSinkhole {
+					d.Confidence = sl.conf()
+				}
+				out[i] = d
+			} else {
+				mt.Collisions++
+				out[i] = s.decide(bn.g, bn.orig)
+			}
+		}
+		bn.g, bn.q, bn.orig, bn.pick = nil, nil, nil, hit{} // do not pin the snapshot or the caller's buffers
+	}
 }
 
 // burstScratch holds the per-burst slices of a matcher.
@@ -272,7 +396,7 @@ func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, 
 			sl := &db.src.slots[j]
 			d.Category, d.Entry = sl.cat, db.src.name(j)
 			if d.Action == ActionSinkhole {
-				d.Confidence = sl.conf
+				d.Confidence = sl.conf()
 			}
 		}
 		out[i] = d

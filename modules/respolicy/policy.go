@@ -66,13 +66,13 @@ type pair struct {
 func (p *pair) lookup(h uint64, name []byte, k int) (*table, int) {
 	if d := p.delta; d.n > 0 && d.has(k) {
 		if i := d.find(h, name); i >= 0 {
-			if d.slots[i].list == listTombstone {
+			if d.slots[i].list() == listTombstone {
 				return nil, -1
 			}
 			return d, i
 		}
 	}
-	if b := p.base; b.has(k) {
+	if b := p.base; b.has(k) && b.maybe(h) {
 		if i := b.find(h, name); i >= 0 {
 			return b, i
 		}
@@ -206,8 +206,201 @@ func (s *Snapshot) Decide(group string, qname []byte) Decision {
 	return s.decide(g, qname)
 }
 
-// decide is Decide with the group resolved (g may be nil).
+// probe is one label-boundary suffix of a query name: its hash, where it
+// starts and its label count.
+type probe struct {
+	h      uint64
+	start  int32
+	k      int16
+	gm, mm bool // the group's / malicious base may hold it (burst pass 2)
+}
+
+// maxProbes bounds the suffixes a burst keeps per name; names with more
+// (rare: tables rarely hold entries that deep) take the one-pass walk.
+const maxProbes = 24
+
+// decide is Decide with the group resolved (g may be nil): one pass from
+// the last label to the first, hashing every label-boundary suffix and
+// probing the group's and the malicious table as it goes.
 func (s *Snapshot) decide(g *GroupPolicy, q []byte) Decision {
+	return s.decideSlow(g, q)
+}
+
+// collect trims q and appends its suffix probes to ps (shortest first),
+// touching their first slots. ok is false when there is nothing to probe
+// (d is then the answer) or when ps would overflow (len(ps) == cap(ps)).
+//
+// With pf, the slots are prefetched instead of loaded (the burst path).
+func (s *Snapshot) collect(g *GroupPolicy, q []byte, ps []probe, pf bool) (_ []probe, _ []byte, d Decision, ok bool) {
+	var gb *table
+	maxL := s.malicious.maxLabels()
+	if g != nil {
+		d.Group = g.ID
+		gb = g.tables.base
+		maxL = max(maxL, g.tables.maxLabels())
+	}
+	n := len(q)
+	if n > 0 && q[n-1] == '.' {
+		n--
+	}
+	if n == 0 || n > MaxNameLen || maxL == 0 {
+		return ps, q, d, false
+	}
+	q = q[:n]
+	mb := s.malicious.base
+	var acc uint32
+	h := uint64(fnvOffset)
+	k := 0
+	for i := n - 1; ; i-- {
+		if i < 0 || q[i] == '.' {
+			start := i + 1
+			k++
+			if start < n { // an empty label ("a..b") never matches
+				if len(ps) == cap(ps) {
+					return ps, q, d, false
+				}
+				fh := finish(h, n-start)
+				ps = append(ps, probe{h: fh, start: int32(start), k: int16(k)})
+				if gb != nil && gb.has(k) {
+					if pf {
+						prefetch(gb.firstLine(fh))
+					} else {
+						acc += uint32(gb.slots[fh>>gb.shift].meta>>16) & 0xFF
+					}
+				}
+				if mb.has(k) {
+					if pf {
+						prefetch(mb.firstLine(fh))
+					} else {
+						acc += uint32(mb.slots[fh>>mb.shift].meta>>16) & 0xFF
+					}
+				}
+			}
+			if i < 0 || k >= maxL {
+				break
+			}
+		}
+		h = (h ^ uint64(lower[q[i]])) * fnvPrime
+	}
+	// acc < 2*maxProbes*256, so this is always 0; it keeps the touching
+	// loads from being optimised away.
+	d.Confidence = uint8(acc >> 16)
+	return ps, q, d, true
+}
+
+// resolve probes the suffixes of q and returns the decision.
+func (s *Snapshot) resolve(g *GroupPolicy, q []byte, ps []probe, d Decision) Decision {
+	var gp *pair
+	if g != nil {
+		gp = &g.tables
+	}
+	mp := &s.malicious
+	var white, black, mal hit
+	for _, p := range ps {
+		suffix := q[p.start:]
+		if gp != nil {
+			if t, j := gp.lookup(p.h, suffix, int(p.k)); t != nil {
+				// Longer suffixes come later: the last hit is the most specific.
+				if t.slots[j].list() == ListWhitelist {
+					white = hit{t, j}
+				} else {
+					black = hit{t, j}
+				}
+			}
+		}
+		if t, j := mp.lookup(p.h, suffix, int(p.k)); t != nil {
+			mal = hit{t, j}
+		}
+	}
+	return s.pick(d, white, black, mal)
+}
+
+// lookupFast is lookup with the base probed by candidate (tag and length,
+// no name comparison); the delta, small and hot, is probed exactly.
+func (p *pair) lookupFast(h uint64, name []byte, k int, maybeBase bool) (*table, int) {
+	if d := p.delta; d.n > 0 && d.has(k) {
+		if i := d.find(h, name); i >= 0 {
+			if d.slots[i].list() == listTombstone {
+				return nil, -1
+			}
+			return d, i
+		}
+	}
+	if b := p.base; maybeBase {
+		if i := b.candidate(h, len(name)); i >= 0 {
+			return b, i
+		}
+	}
+	return nil, -1
+}
+
+// filterProbes is the burst's second pass: it checks the filters of the
+// probes' base tables (their lines prefetched by collect) and prefetches the
+// slots of the probes that may hit.
+func (s *Snapshot) filterProbes(g *GroupPolicy, ps []probe) {
+	mb := s.malicious.base
+	var gb *table
+	if g != nil {
+		gb = g.tables.base
+	}
+	for i := range ps {
+		p := &ps[i]
+		k := int(p.k)
+		p.gm = gb != nil && gb.has(k) && gb.maybe(p.h)
+		if p.gm {
+			prefetch(gb.slotLine(p.h))
+		}
+		p.mm = mb.has(k) && mb.maybe(p.h)
+		if p.mm {
+			prefetch(mb.slotLine(p.h))
+		}
+	}
+}
+
+// resolveFast is resolve on candidates: it returns the hit the precedence
+// picks (t nil: none), the decision without its entry fields, and where the
+// picked suffix starts. The caller verifies the pick before trusting it:
+// candidates never miss a real entry, so a verified pick is the right one,
+// and a pick that fails verification is decided again exactly.
+func (s *Snapshot) resolveFast(g *GroupPolicy, q []byte, ps []probe, d Decision) (hit, Decision, int32) {
+	var gp *pair
+	if g != nil {
+		gp = &g.tables
+	}
+	mp := &s.malicious
+	var white, black, mal hit
+	var ws, bs, ms int32
+	for _, p := range ps {
+		suffix := q[p.start:]
+		if gp != nil {
+			if t, j := gp.lookupFast(p.h, suffix, int(p.k), p.gm); t != nil {
+				if t.slots[j].list() == ListWhitelist {
+					white, ws = hit{t, j}, p.start
+				} else {
+					black, bs = hit{t, j}, p.start
+				}
+			}
+		}
+		if t, j := mp.lookupFast(p.h, suffix, int(p.k), p.mm); t != nil {
+			mal, ms = hit{t, j}, p.start
+		}
+	}
+	switch {
+	case mal.t != nil && (white.t == nil || !s.whitelistWins):
+		d.Action, d.Table = ActionSinkhole, TableMalicious
+		return mal, d, ms
+	case white.t != nil:
+		d.Action, d.Table = ActionAllow, TableWhitelist
+		return white, d, ws
+	case black.t != nil:
+		d.Action, d.Table = ActionBlock, TableBlacklist
+		return black, d, bs
+	}
+	return hit{}, d, 0
+}
+
+// decideSlow is the one-pass walk (see decide).
+func (s *Snapshot) decideSlow(g *GroupPolicy, q []byte) Decision {
 	var d Decision
 	var gp *pair
 	if g != nil {
@@ -242,8 +435,7 @@ func (s *Snapshot) decide(g *GroupPolicy, q []byte) Decision {
 				suffix := q[start:]
 				if gp != nil {
 					if t, j := gp.lookup(fh, suffix, k); t != nil {
-						// Longer suffixes come later: the last hit is the most specific.
-						if t.slots[j].list == ListWhitelist {
+						if t.slots[j].list() == ListWhitelist {
 							white = hit{t, j}
 						} else {
 							black = hit{t, j}
@@ -260,6 +452,11 @@ func (s *Snapshot) decide(g *GroupPolicy, q []byte) Decision {
 		}
 		h = (h ^ uint64(lower[q[i]])) * fnvPrime
 	}
+	return s.pick(d, white, black, mal)
+}
+
+// pick applies the precedence to the most specific hit of each table.
+func (s *Snapshot) pick(d Decision, white, black, mal hit) Decision {
 	var pick hit
 	switch {
 	case mal.t != nil && (white.t == nil || !s.whitelistWins):
@@ -273,9 +470,9 @@ func (s *Snapshot) decide(g *GroupPolicy, q []byte) Decision {
 	}
 	sl := &pick.t.slots[pick.i]
 	d.Category = sl.cat
-	d.Entry = pick.t.arena[sl.off : sl.off+uint32(sl.ln)]
+	d.Entry = pick.t.arena[sl.off : sl.off+uint32(sl.ln())]
 	if d.Action == ActionSinkhole {
-		d.Confidence = sl.conf
+		d.Confidence = sl.conf()
 	}
 	return d
 }

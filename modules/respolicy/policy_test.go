@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func mustParse(t testing.TB, line string) Message {
@@ -95,6 +96,12 @@ func TestLabelBoundaryCaseTrailingDot(t *testing.T) {
 	expect(t, s, "g", "wild.org", ActionBlock, TableBlacklist, "wild.org")
 	expect(t, s, "g", "a.wild.org", ActionBlock, TableBlacklist, "wild.org")
 	expect(t, s, "g", strings.Repeat("a.", 130)+"evil.com", ActionAllow, "", "") // longer than 253
+	// Deep entries: more suffixes than decide keeps on the stack.
+	deep := strings.Repeat("d.", 30) + "deep.org"
+	apply(t, s, fmt.Sprintf(`{"type":"ADD_DOMAIN","group_id":"g","domain":%q,"action":"whitelist","category":7}`, deep))
+	expect(t, s, "g", "x.y."+deep, ActionAllow, TableWhitelist, deep)
+	expect(t, s, "g", "x.y.d."+deep[4:], ActionAllow, "", "")
+	expect(t, s, "g", "x.y."+strings.Repeat("d.", 40)+"evil.com", ActionBlock, TableBlacklist, "evil.com")
 }
 
 func TestPrecedence(t *testing.T) {
@@ -340,6 +347,101 @@ func TestHashAgainstReference(t *testing.T) {
 		}
 		if got, want := snap.Decide("g", []byte(q)), ref(q); got != want {
 			t.Fatalf("%q: got %+v, want %+v", q, got, want)
+		}
+	}
+}
+
+// The two-pass burst decides exactly as Decide, deep and odd names included.
+func TestBurstHashAgreesWithDecide(t *testing.T) {
+	s := NewStore(StoreConfig{DefaultGroup: "g"})
+	r := rand.New(rand.NewSource(11))
+	names := randomPolicy(t, s, r, "g", 2000)
+	deep := strings.Repeat("d.", 30) + "deep.org"
+	apply(t, s, fmt.Sprintf(`{"type":"ADD_DOMAIN","group_id":"g","domain":%q,"action":"whitelist","category":7}`, deep))
+	extra := []string{"", ".", "..", "a.b..", deep + "..", "x." + deep + ".", strings.Repeat("d.", 40) + "l1.t1", "L1.T1."}
+	mt := newMatcher(s)
+	groups := make([]string, 50)
+	qs := make([][]byte, 50)
+	out := make([]Decision, 50)
+	for round := 0; round < 200; round++ {
+		for i := range qs {
+			if r.Intn(5) == 0 {
+				qs[i] = []byte(extra[r.Intn(len(extra))])
+			} else {
+				qs[i] = []byte("w." + names[r.Intn(len(names))])
+			}
+			groups[i] = []string{"g", "other"}[r.Intn(2)]
+		}
+		mt.DecideBurst(groups, qs, out)
+		snap := s.Snapshot()
+		for i := range qs {
+			if want := snap.Decide(groups[i], qs[i]); out[i] != want {
+				t.Fatalf("%q: burst %+v, decide %+v", qs[i], out[i], want)
+			}
+			if want := snap.decideSlow(snap.groups["g"], qs[i]); groups[i] == "g" && out[i] != want {
+				t.Fatalf("%q: burst %+v, one-pass %+v", qs[i], out[i], want)
+			}
+		}
+	}
+}
+
+// A burst pick whose tag matches but whose name differs (a tag collision,
+// simulated by rewriting a stored name) is decided again exactly.
+func TestBurstTagCollision(t *testing.T) {
+	s := NewStore(StoreConfig{})
+	apply(t, s, `{"type":"BEGIN_SYNC","group_id":"g"}`,
+		`{"type":"ADD_DOMAIN","group_id":"g","domain":"evil.com","action":"whitelist","category":1}`,
+		`{"type":"ADD_DOMAIN","group_id":"g","domain":"com","action":"blacklist","category":2}`,
+		`{"type":"SYNC_COMPLETE","group_id":"g"}`)
+	snap := s.Snapshot()
+	g, _ := snap.Group("g")
+	tb := g.tables.base
+	i := tb.find(hashName("evil.com"), []byte("evil.com"))
+	arena := unsafe.Slice(unsafe.StringData(tb.arena), len(tb.arena))
+	copy(arena[tb.slots[i].off:], "evil.org") // same length, same tag, different name
+	mt := newMatcher(s)
+	out := make([]Decision, 1)
+	mt.DecideBurst([]string{"g"}, [][]byte{[]byte("a.evil.com.")}, out)
+	if want := snap.Decide("g", []byte("a.evil.com.")); out[0] != want || want.Table != TableBlacklist || mt.Collisions != 1 {
+		t.Fatalf("burst %+v, decide %+v, collisions %d", out[0], want, mt.Collisions)
+	}
+}
+
+// Large tables have a Bloom filter in front: Decide, the burst and a plain
+// map agree on them, hits and misses alike.
+func TestFilteredTable(t *testing.T) {
+	s := NewStore(StoreConfig{})
+	msgs := []Message{{Type: TypeBeginSync, Group: "g"}}
+	want := map[string]bool{}
+	for i := 0; i < 40000; i++ {
+		d := fmt.Sprintf("n%d.big%d.test", i, i%7)
+		want[d] = true
+		msgs = append(msgs, Message{Type: TypeAddDomain, Group: "g", Domain: d, List: ListBlacklist, Category: uint32(i)})
+	}
+	msgs = append(msgs, Message{Type: TypeSyncComplete, Group: "g"})
+	s.ApplyBatch("test", msgs)
+	g, _ := s.Snapshot().Group("g")
+	if g.tables.base.filter == nil {
+		t.Fatal("no filter on a 40000-entry table")
+	}
+	mt := newMatcher(s)
+	r := rand.New(rand.NewSource(12))
+	qs := make([][]byte, 64)
+	groups := make([]string, 64)
+	out := make([]Decision, 64)
+	for i := range groups {
+		groups[i] = "g"
+	}
+	for round := 0; round < 300; round++ {
+		for i := range qs {
+			qs[i] = []byte(fmt.Sprintf("w.n%d.big%d.test", r.Intn(80000), r.Intn(7)))
+		}
+		mt.DecideBurst(groups, qs, out)
+		for i, q := range qs {
+			d := s.Snapshot().Decide("g", q)
+			if out[i] != d || want[string(q[2:])] != (d.Action == ActionBlock) {
+				t.Fatalf("%s: burst %+v decide %+v want %v", q, out[i], d, want[string(q[2:])])
+			}
 		}
 	}
 }

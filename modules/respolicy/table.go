@@ -41,16 +41,27 @@ type entry struct {
 	Confidence uint8
 }
 
-// slot is one cell of a table's open-addressing array: 16 bytes. A slot with
-// ln == 0 is empty (no entry has an empty name).
+// slot is one cell of a table's open-addressing array: 16 bytes, four to a
+// cache line. meta packs, from the top: a 40-bit tag (the low 40 bits of the
+// name's hash; the slot index comes from the high bits), the name's length,
+// its list and its confidence. A slot with length 0 is empty (no entry has an
+// empty name).
 type slot struct {
-	tag  uint32 // low 32 bits of the name's hash
+	meta uint64
 	off  uint32 // offset of the name in the arena
 	cat  uint32
-	ln   uint8 // length of the name
-	list List
-	conf uint8
-	_    uint8
+}
+
+const keyMask = ^uint64(0xFFFF) // tag and length
+
+// slotKey is the tag-and-length part of meta for a name of n bytes with hash h.
+func slotKey(h uint64, n int) uint64 { return h<<24 | uint64(n)<<16 }
+
+func (s *slot) ln() int     { return int(uint8(s.meta >> 16)) }
+func (s *slot) list() List  { return List(uint8(s.meta >> 8)) }
+func (s *slot) conf() uint8 { return uint8(s.meta) }
+func (s *slot) entry() entry {
+	return entry{List: s.list(), Category: s.cat, Confidence: s.conf()}
 }
 
 // table is an immutable hash set of normalised domain names with their
@@ -65,6 +76,57 @@ type table struct {
 	perList   [5]int
 	labelMask uint64 // bit k set when some entry has k labels (k >= 63 -> bit 63)
 	maxLabels int
+
+	// filter is a blocked Bloom filter in front of the slots of large
+	// tables (nil for small ones): blocks of 512 bits (one cache line), about
+	// 12 bits per entry, 3 bits set per name, so most probes of names that
+	// are not in the table cost one access to a 0.5 MB array that stays in
+	// cache instead of one to the slots.
+	filter []uint64
+	fshift uint // 64 - log2(number of blocks)
+}
+
+// filterMin is the entry count from which a table gets a filter.
+const filterMin = 16384
+
+// maybe reports whether the name with hash h may be in the table (false:
+// certainly not).
+func (t *table) maybe(h uint64) bool {
+	if t.filter == nil {
+		return true
+	}
+	b := (h >> t.fshift) * 8
+	f := t.filter[b : b+8 : b+8]
+	return f[(h>>6)&7]&(1<<(h&63)) != 0 && f[(h>>15)&7]&(1<<((h>>9)&63)) != 0 &&
+		f[(h>>24)&7]&(1<<((h>>18)&63)) != 0
+}
+
+// filterLine returns the address of the filter block of h (for prefetch).
+func (t *table) filterLine(h uint64) uintptr {
+	return uintptr(unsafe.Pointer(&t.filter[(h>>t.fshift)*8]))
+}
+
+// slotLine returns the address of the first slot h probes.
+func (t *table) slotLine(h uint64) uintptr {
+	return uintptr(unsafe.Pointer(&t.slots[h>>t.shift]))
+}
+
+// firstLine returns the address of the first line a lookup of h reads: its
+// filter block, or its first slot when the table has no filter.
+func (t *table) firstLine(h uint64) uintptr {
+	if t.filter != nil {
+		return t.filterLine(h)
+	}
+	return t.slotLine(h)
+}
+
+// addFilter sets the filter bits of h.
+func (t *table) addFilter(h uint64) {
+	b := (h >> t.fshift) * 8
+	f := t.filter[b : b+8 : b+8]
+	f[(h>>6)&7] |= 1 << (h & 63)
+	f[(h>>15)&7] |= 1 << ((h >> 9) & 63)
+	f[(h>>24)&7] |= 1 << ((h >> 18) & 63)
 }
 
 // emptyTable has no entries; lookups on it return at once.
@@ -94,15 +156,26 @@ func buildTable(items []tableItem) *table {
 	}
 	arena := make([]byte, 0, total)
 	mask := uint64(size - 1)
+	if len(items) >= filterMin {
+		blocks := 1
+		for blocks*512 < len(items)*12 {
+			blocks <<= 1
+		}
+		t.filter = make([]uint64, blocks*8)
+		t.fshift = uint(64 - bits.TrailingZeros(uint(blocks)))
+	}
 	for i := range items {
 		it := &items[i]
 		h := hashName(it.name)
+		if t.filter != nil {
+			t.addFilter(h)
+		}
 		idx := h >> t.shift
-		for t.slots[idx].ln != 0 {
+		for t.slots[idx].meta != 0 {
 			idx = (idx + 1) & mask
 		}
-		t.slots[idx] = slot{tag: uint32(h), off: uint32(len(arena)), cat: it.e.Category,
-			ln: uint8(len(it.name)), list: it.e.List, conf: it.e.Confidence}
+		t.slots[idx] = slot{meta: slotKey(h, len(it.name)) | uint64(it.e.List)<<8 | uint64(it.e.Confidence),
+			off: uint32(len(arena)), cat: it.e.Category}
 		arena = append(arena, it.name...)
 		t.perList[it.e.List]++
 		k := countLabels(it.name)
@@ -134,16 +207,42 @@ func (t *table) find(h uint64, name []byte) int {
 		return -1
 	}
 	mask := uint64(len(t.slots) - 1)
-	tag := uint32(h)
+	key := slotKey(h, len(name))
 	for idx := h >> t.shift; ; idx = (idx + 1) & mask {
 		s := &t.slots[idx]
-		if s.ln == 0 {
+		if s.meta == 0 {
 			return -1
 		}
-		if s.tag == tag && int(s.ln) == len(name) && eqFold(t.arena[s.off:s.off+uint32(s.ln)], name) {
+		if s.meta&keyMask == key && eqFold(t.arena[s.off:s.off+uint32(len(name))], name) {
 			return int(idx)
 		}
 	}
+}
+
+// candidate is find without comparing the name: the slot whose 40-bit tag
+// and length match, or -1. A candidate must be verified (verify) before a
+// decision relies on it; a real entry is never missed.
+func (t *table) candidate(h uint64, n int) int {
+	if t.n == 0 {
+		return -1
+	}
+	mask := uint64(len(t.slots) - 1)
+	key := slotKey(h, n)
+	for idx := h >> t.shift; ; idx = (idx + 1) & mask {
+		m := t.slots[idx].meta
+		if m == 0 {
+			return -1
+		}
+		if m&keyMask == key {
+			return int(idx)
+		}
+	}
+}
+
+// verify reports whether slot i holds name.
+func (t *table) verify(i int, name []byte) bool {
+	s := &t.slots[i]
+	return s.ln() == len(name) && eqFold(t.arena[s.off:s.off+uint32(len(name))], name)
 }
 
 // get returns the entry of a normalised name.
@@ -152,23 +251,22 @@ func (t *table) get(name string) (entry, bool) {
 	if i < 0 {
 		return entry{}, false
 	}
-	s := &t.slots[i]
-	return entry{List: s.list, Category: s.cat, Confidence: s.conf}, true
+	return t.slots[i].entry(), true
 }
 
 // name returns the name stored in slot i (a substring of the arena: no
 // allocation).
 func (t *table) name(i int) string {
 	s := &t.slots[i]
-	return t.arena[s.off : s.off+uint32(s.ln)]
+	return t.arena[s.off : s.off+uint32(s.ln())]
 }
 
 // each calls fn for every entry, in slot order.
 func (t *table) each(fn func(name string, e entry)) {
 	for i := range t.slots {
 		s := &t.slots[i]
-		if s.ln != 0 {
-			fn(t.arena[s.off:s.off+uint32(s.ln)], entry{List: s.list, Category: s.cat, Confidence: s.conf})
+		if s.meta != 0 {
+			fn(t.arena[s.off:s.off+uint32(s.ln())], s.entry())
 		}
 	}
 }
@@ -183,7 +281,7 @@ func (t *table) sortedItems() []tableItem {
 
 // bytes returns the memory the table holds.
 func (t *table) bytes() int {
-	return len(t.slots)*int(unsafe.Sizeof(slot{})) + len(t.arena)
+	return len(t.slots)*int(unsafe.Sizeof(slot{})) + len(t.arena) + 8*len(t.filter)
 }
 
 // eqFold compares a lower-case stored name with a query suffix of any case.
