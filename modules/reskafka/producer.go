@@ -74,8 +74,6 @@ type drOpaque struct {
 	opaque any
 }
 
-// syncCB is a delivery callback that also signals a waiter; the poll loop
-// treats it as an ordinary callback.
 // Producer is a connection's shared producer. It is a stable handle: the
 // librdkafka producer behind it may be replaced by a reload (after its queue
 // was flushed) without the holders noticing. Every method is safe for
