@@ -25,6 +25,7 @@ func (m *Module) commands() []*cli.Command {
 		return m.matching(m.Connections(), prefix)
 	}
 	return []*cli.Command{
+		m.publishCommand(),
 		{
 			Path:    "kafka show status",
 			Summary: "Show every Kafka connection with its state and counters",
