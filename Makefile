@@ -8,6 +8,11 @@
 #                            `. $(KAFKA_INSTANCE_DIR)/env` then go test uses it
 #   make kafka-cluster-up/-down   3-node KRaft cluster (scripts/kafka.sh node-stop N /
 #                            node-start N bounce one node)
+#   make test-faults         system tests of the real binary against real brokers (a
+#                            3-node cluster and private single brokers it starts and
+#                            always stops): bounces, outages, kill -9, reloads, network
+#                            faults, scale-out, security; prints a table of the scenarios.
+#                            Build tag "faults": `make test` does not run them.
 
 SHELL := /bin/bash
 
@@ -23,7 +28,7 @@ TEST_TIMEOUT ?= 30m
 TEST_FLAGS  ?= -race -count=1 -timeout $(TEST_TIMEOUT)
 PKGS        ?= ./...
 
-.PHONY: all build run vet test test-go kafka-up kafka-down kafka-cluster-up kafka-cluster-down kafka-version
+.PHONY: all build run vet test test-go test-faults kafka-up kafka-down kafka-cluster-up kafka-cluster-down kafka-version
 
 all: build
 
@@ -67,3 +72,25 @@ test:
 test-go:
 	$(GO) vet $(PKGS)
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+# test-faults: every broker lives under FAULTS_DIR; the tests stop them, and the trap
+# stops whatever a crashed or timed-out test binary left behind.
+FAULTS_DIR     ?= /tmp/switchboard-faults
+FAULTS_TIMEOUT ?= 25m
+FAULTS_RUN     ?= .
+test-faults:
+	@set -uo pipefail; \
+	cleanup() { \
+		KAFKA_CLUSTER_DIR="$(FAULTS_DIR)/cluster" bash $(KAFKA_SH) cluster-down >/dev/null 2>&1 || true; \
+		for d in "$(FAULTS_DIR)"/*/; do \
+			[[ -f "$$d/broker.pid" ]] && KAFKA_INSTANCE_DIR="$$d" bash $(KAFKA_SH) down >/dev/null 2>&1; \
+		done; true; \
+	}; \
+	cleanup; rm -rf "$(FAULTS_DIR)"; mkdir -p "$(FAULTS_DIR)"; \
+	trap cleanup EXIT; \
+	echo "=== make test-faults: brokers under $(FAULTS_DIR)"; \
+	FAULTS_DIR="$(FAULTS_DIR)" FAULTS_SUMMARY="$(FAULTS_DIR)/summary.txt" \
+		$(GO) test -tags hyperscan_v54,faults -count=1 -v -timeout $(FAULTS_TIMEOUT) -run '$(FAULTS_RUN)' ./test/faults/; \
+	status=$$?; \
+	echo "=== make test-faults: exit status $$status"; \
+	exit $$status
