@@ -3,6 +3,7 @@ package reskafka
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -18,8 +19,9 @@ func cpuTime() time.Duration {
 // res_kafka path (Producer.Produce with a nil callback, as cdr_kafka does
 // for most messages) and waits until all are delivered. It reports msgs/s
 // and the process CPU time (Go and librdkafka threads) per message.
-// BENCH_TOPIC names the topic (default: a new one); BENCH_LINGER_MS and
-// BENCH_CALLBACK=1 vary the setup.
+// BENCH_TOPIC names the topic (default: a new one); BENCH_LINGER_MS,
+// BENCH_CALLBACK=1 and BENCH_BATCH=n (ProduceBatch of n messages instead of
+// Produce) vary the setup.
 func BenchmarkProduce(b *testing.B) {
 	br := testBroker(b)
 	linger := os.Getenv("BENCH_LINGER_MS")
@@ -62,10 +64,24 @@ queue_full_timeout_ms = 60000
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	start := time.Now()
+	batch, _ := strconv.Atoi(os.Getenv("BENCH_BATCH"))
+	var msgs []OutMessage
+	for range batch {
+		msgs = append(msgs, OutMessage{Value: value})
+	}
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := p.Produce(topic, nil, value, nil, cb); err != nil {
-			b.Fatal(err)
+	if batch > 0 {
+		for i := 0; i < b.N; i += batch {
+			k := min(batch, b.N-i)
+			if n, err := p.ProduceBatch(topic, msgs[:k], cb); err != nil || n != k {
+				b.Fatal(n, err)
+			}
+		}
+	} else {
+		for i := 0; i < b.N; i++ {
+			if err := p.Produce(topic, nil, value, nil, cb); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	if left := p.Flush(120 * time.Second); left != 0 {

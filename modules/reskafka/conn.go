@@ -184,51 +184,6 @@ func (c *conn) handleClientError(client string, e kafka.Error) {
 	}
 }
 
-// handleProducerEvent is called on the poll goroutine (or by retire) for
-// every event of the connection's producer.
-func (c *conn) handleProducerEvent(ev kafka.Event) {
-	switch e := ev.(type) {
-	case *kafka.Message:
-		c.deliveryReport(e)
-	case kafka.Error:
-		c.handleClientError("producer", e)
-	case *kafka.Stats:
-		c.handleStats(e.String())
-	}
-}
-
-func (c *conn) deliveryReport(e *kafka.Message) {
-	err := e.TopicPartition.Error
-	if err == nil {
-		c.delivered.Add(1)
-		c.smu.Lock()
-		if c.state != stateUp {
-			c.state = stateUp
-		}
-		c.smu.Unlock()
-	} else {
-		c.failed.Add(1)
-		c.m.lim.Warn("dr:"+c.name, "kafka message delivery failed",
-			"connection", c.name, "topic", topicOf(e.TopicPartition), "err", c.mask(err.Error()), "failed", c.failed.Load())
-	}
-	if e.Opaque == nil {
-		return
-	}
-	var cb func(Delivery)
-	var opaque any
-	switch o := e.Opaque.(type) {
-	case func(Delivery):
-		cb = o
-	case *drOpaque:
-		cb, opaque = o.cb, o.opaque
-	default:
-		return
-	}
-	d := Delivery{Topic: topicOf(e.TopicPartition), Partition: e.TopicPartition.Partition,
-		Offset: int64(e.TopicPartition.Offset), Err: err, Status: persistence(err), Opaque: opaque}
-	c.m.callback(c, cb, d)
-}
-
 func topicOf(tp kafka.TopicPartition) string {
 	if tp.Topic == nil {
 		return ""
@@ -270,18 +225,18 @@ func (c *conn) handleStats(js string) {
 }
 
 // newKafkaProducer creates a librdkafka producer from the current
-// configuration and registers it with the poll goroutine.
-func (c *conn) newKafkaProducer() (*kafka.Producer, error) {
+// configuration for the handle p and registers it with the poll goroutine.
+func (c *conn) newKafkaProducer(p *Producer) (*rdProducer, error) {
 	cfg := c.cfg()
-	cm := cfg.producerConfig(*c.bootstrap.Load(), c.m.poll.logs)
-	kp, err := kafka.NewProducer(&cm)
+	cm := cfg.producerConfig(*c.bootstrap.Load(), nil)
+	kp, err := newRdProducer(cm, c.m.poll.wakeFd())
 	if err != nil {
 		err = fmt.Errorf("connection %s: creating producer: %s", c.name, c.mask(err.Error()))
 		c.setError(err)
 		return nil, err
 	}
 	c.m.clientNames.Store(kp.String(), c)
-	c.m.poll.add(kp, c)
+	c.m.poll.add(kp, p, c)
 	c.smu.Lock()
 	if c.state == stateIdle {
 		c.state = stateConnecting
@@ -290,12 +245,13 @@ func (c *conn) newKafkaProducer() (*kafka.Producer, error) {
 	return kp, nil
 }
 
-// retire flushes a librdkafka producer for up to timeout, purges what is
-// left (whose delivery callbacks then report failure), stops polling it and
-// closes it. It returns how many messages were not delivered.
-func (c *conn) retire(kp *kafka.Producer, timeout time.Duration) int {
+// retire flushes a librdkafka producer of handle p for up to timeout,
+// purges what is left (whose delivery callbacks then report failure), stops
+// polling it and destroys it. It returns how many messages were not
+// delivered.
+func (c *conn) retire(p *Producer, kp *rdProducer, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
-	left := kp.Len()
+	left := kp.len()
 	for left > 0 {
 		now := time.Now()
 		if by := c.m.stopFlushBy.Load(); by != 0 && now.UnixNano() >= by {
@@ -304,27 +260,27 @@ func (c *conn) retire(kp *kafka.Producer, timeout time.Duration) int {
 		if !now.Before(deadline) {
 			break
 		}
-		left = kp.Flush(int(min(deadline.Sub(now), 100*time.Millisecond) / time.Millisecond))
+		left = kp.flush(min(deadline.Sub(now), 100*time.Millisecond))
 	}
 	if left > 0 {
 		c.m.logger.Warn("kafka producer closing with undelivered messages; purging them",
 			"connection", c.name, "undelivered", left, "flush_timeout", timeout)
-		_ = kp.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
-		kp.Flush(1000)
+		kp.purge()
+		kp.flush(time.Second)
 	}
 	c.m.poll.remove(kp)
-	for drained := false; !drained; {
-		select {
-		case ev := <-kp.Events():
-			c.handleProducerEvent(ev)
-		default:
-			drained = true
+	kp.disableWake()
+	// Serve what the poll goroutine left, until librdkafka holds nothing.
+	for end := time.Now().Add(2 * time.Second); ; {
+		n := c.serve(p, kp, 1000)
+		if n == 0 && (kp.len() == 0 || time.Now().After(end)) {
+			break
+		}
+		if n == 0 {
+			time.Sleep(time.Millisecond)
 		}
 	}
-	kp.Close()
-	for ev := range kp.Events() {
-		c.handleProducerEvent(ev)
-	}
+	kp.destroy()
 	c.m.clientNames.Delete(kp.String())
 	return left
 }

@@ -2,29 +2,33 @@ package reskafka
 
 import (
 	"log/slog"
-	"reflect"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// poller is res_kafka's one poll goroutine. confluent-kafka-go runs
-// librdkafka's rd_kafka_poll inside each client and forwards delivery
-// reports, errors and statistics to a Go channel per producer, and logs to
-// one shared channel; the poll goroutine drains all of them (it must: a full
-// channel stalls librdkafka), calls delivery callbacks, and keeps the
+// poller is res_kafka's one poll goroutine. It serves the event queue of
+// every res_kafka producer (delivery reports, errors, statistics, log
+// lines; see rdk.go) and the log channel the confluent-kafka-go consumers
+// and admin clients share, calls delivery callbacks, and keeps the
 // connections' state and counters. While events flow it drains without
-// sleeping; when idle it blocks on every channel at once and wakes at least
-// every poll interval for housekeeping.
+// sleeping; when idle it blocks until librdkafka signals a queue that
+// became non-empty (through a pipe), a request, or the poll interval for
+// housekeeping.
 type poller struct {
 	m        *Module
 	interval time.Duration
 	logs     chan kafka.LogEvent
 
 	mu      sync.Mutex
-	clients map[*kafka.Producer]*conn
+	clients map[*rdProducer]pollClient
 	changed bool
+
+	pipeR *os.File // read by a goroutine that kicks the poller
+	pipeW int      // librdkafka queues write here when they become non-empty
 
 	wake chan struct{}
 	reqs chan func()
@@ -33,16 +37,28 @@ type poller struct {
 }
 
 func newPoller(m *Module, interval time.Duration) *poller {
-	return &poller{
+	p := &poller{
 		m: m, interval: interval,
 		logs:    make(chan kafka.LogEvent, 4096),
-		clients: map[*kafka.Producer]*conn{},
+		clients: map[*rdProducer]pollClient{},
+		pipeW:   -1,
 		wake:    make(chan struct{}, 1),
 		reqs:    make(chan func()),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err == nil {
+		p.pipeR, p.pipeW = os.NewFile(uintptr(fds[0]), "reskafka-wake"), fds[1]
+	} else {
+		m.logger.Warn("no wake-up pipe for the kafka poll goroutine; delivery reports wait for the poll interval", "err", err)
+	}
+	return p
 }
+
+// wakeFd is the descriptor librdkafka writes to when a queue the poller
+// serves becomes non-empty (-1: none).
+func (p *poller) wakeFd() int { return p.pipeW }
 
 // kick wakes the poll goroutine at once.
 func (p *poller) kick() {
@@ -53,9 +69,9 @@ func (p *poller) kick() {
 }
 
 // add starts serving a producer's events.
-func (p *poller) add(kp *kafka.Producer, c *conn) {
+func (p *poller) add(kp *rdProducer, h *Producer, c *conn) {
 	p.mu.Lock()
-	p.clients[kp] = c
+	p.clients[kp] = pollClient{kp, h, c}
 	p.changed = true
 	p.mu.Unlock()
 	p.kick()
@@ -63,7 +79,7 @@ func (p *poller) add(kp *kafka.Producer, c *conn) {
 
 // remove stops serving a producer's events; when it returns the poll
 // goroutine no longer reads them, so the caller may drain them itself.
-func (p *poller) remove(kp *kafka.Producer) {
+func (p *poller) remove(kp *rdProducer) {
 	p.mu.Lock()
 	delete(p.clients, kp)
 	p.changed = true
@@ -83,15 +99,34 @@ func (p *poller) do(f func()) {
 	}
 }
 
-func (p *poller) start() { go p.run() }
+func (p *poller) start() {
+	if p.pipeR != nil {
+		go func() {
+			var buf [64]byte
+			for {
+				if _, err := p.pipeR.Read(buf[:]); err != nil {
+					return
+				}
+				p.kick()
+			}
+		}()
+	}
+	go p.run()
+}
 
+// shutdown stops the poll goroutine; every producer must be destroyed.
 func (p *poller) shutdown() {
 	close(p.stop)
 	<-p.done
+	if p.pipeR != nil {
+		_ = syscall.Close(p.pipeW)
+		p.pipeR.Close()
+	}
 }
 
 type pollClient struct {
-	kp *kafka.Producer
+	kp *rdProducer
+	p  *Producer
 	c  *conn
 }
 
@@ -100,52 +135,21 @@ func (p *poller) run() {
 	ticker := time.NewTicker(p.interval)
 	defer ticker.Stop()
 	var clients []pollClient
-	var cases []reflect.SelectCase
-	const fixed = 5 // stop, reqs, wake, ticker, logs
-	rebuild := func() {
-		p.mu.Lock()
-		clients = clients[:0]
-		for kp, c := range p.clients {
-			clients = append(clients, pollClient{kp, c})
-		}
-		p.changed = false
-		p.mu.Unlock()
-		cases = append(cases[:0],
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.stop)},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.reqs)},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.wake)},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ticker.C)},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.logs)},
-		)
-		for _, cl := range clients {
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(cl.kp.Events())})
-		}
-	}
-	rebuild()
 	lastHousekeeping := time.Now()
 	for {
 		p.mu.Lock()
-		changed := p.changed
-		p.mu.Unlock()
-		if changed {
-			rebuild()
+		if p.changed {
+			clients = clients[:0]
+			for _, cl := range p.clients {
+				clients = append(clients, cl)
+			}
+			p.changed = false
 		}
+		p.mu.Unlock()
 		// Drain without blocking while there is work.
 		n := 0
 		for _, cl := range clients {
-		drain:
-			for i := 0; i < 10000; i++ {
-				select {
-				case ev, ok := <-cl.kp.Events():
-					if !ok {
-						break drain
-					}
-					cl.c.handleProducerEvent(ev)
-					n++
-				default:
-					break drain
-				}
-			}
+			n += cl.c.serve(cl.p, cl.kp, 64)
 		}
 	logs:
 		for i := 0; i < 1000; i++ {
@@ -172,27 +176,16 @@ func (p *poller) run() {
 		if n > 0 {
 			continue
 		}
-		// Idle: block on everything at once.
-		chosen, v, ok := reflect.Select(cases)
-		switch {
-		case chosen == 0:
+		// Idle: block until something happens.
+		select {
+		case <-p.stop:
 			return
-		case chosen == 1:
-			v.Interface().(func())()
-		case chosen == 2, chosen == 3:
-		case chosen == 4:
-			p.m.handleLog(v.Interface().(kafka.LogEvent))
-		default:
-			cl := clients[chosen-fixed]
-			if !ok {
-				// Closed under us: stop watching it.
-				p.mu.Lock()
-				delete(p.clients, cl.kp)
-				p.changed = true
-				p.mu.Unlock()
-				continue
-			}
-			cl.c.handleProducerEvent(v.Interface().(kafka.Event))
+		case f := <-p.reqs:
+			f()
+		case <-p.wake:
+		case <-ticker.C:
+		case le := <-p.logs:
+			p.m.handleLog(le)
 		}
 	}
 }

@@ -67,11 +67,70 @@ type Delivery struct {
 	Opaque any
 }
 
-// drOpaque carries a delivery callback with the caller's opaque value
-// through librdkafka.
-type drOpaque struct {
+// cbEntry is a delivery callback with the caller's opaque value, kept in
+// the producer's table while its message is in flight; librdkafka carries
+// only the entry's index.
+type cbEntry struct {
 	cb     func(Delivery)
 	opaque any
+}
+
+// cbTable maps message opaque values (index + 1) to callbacks.
+type cbTable struct {
+	mu   sync.Mutex
+	ents []cbEntry
+	free []uint32
+}
+
+func (t *cbTable) put(e cbEntry) uintptr {
+	t.mu.Lock()
+	var i uint32
+	if n := len(t.free); n > 0 {
+		i = t.free[n-1]
+		t.free = t.free[:n-1]
+		t.ents[i] = e
+	} else {
+		i = uint32(len(t.ents))
+		t.ents = append(t.ents, e)
+	}
+	t.mu.Unlock()
+	return uintptr(i) + 1
+}
+
+// putN stores n entries sharing one callback and opaque values from
+// opaque(i), writing their handles to out.
+func (t *cbTable) putN(out []uintptr, cb func(Delivery), opaque func(i int) any) {
+	t.mu.Lock()
+	for k := range out {
+		e := cbEntry{cb: cb, opaque: opaque(k)}
+		var i uint32
+		if n := len(t.free); n > 0 {
+			i = t.free[n-1]
+			t.free = t.free[:n-1]
+			t.ents[i] = e
+		} else {
+			i = uint32(len(t.ents))
+			t.ents = append(t.ents, e)
+		}
+		out[k] = uintptr(i) + 1
+	}
+	t.mu.Unlock()
+}
+
+// take removes and returns the entries of handles h (0: none) into out.
+func (t *cbTable) take(hs []uintptr, out []cbEntry) {
+	t.mu.Lock()
+	for k, h := range hs {
+		if h == 0 {
+			out[k] = cbEntry{}
+			continue
+		}
+		i := uint32(h - 1)
+		out[k] = t.ents[i]
+		t.ents[i] = cbEntry{}
+		t.free = append(t.free, i)
+	}
+	t.mu.Unlock()
 }
 
 // Producer is a connection's shared producer. It is a stable handle: the
@@ -82,19 +141,17 @@ type Producer struct {
 	c *conn
 
 	mu    sync.RWMutex // held shared by Produce, exclusively to swap inner
-	inner *kafka.Producer
+	inner *rdProducer
 	name  string // librdkafka instance name of inner
 
-	topics  sync.Map // topic -> *string, so a message needs no new string header
-	msgPool sync.Pool
+	cbs     cbTable
+	space   spaceSignal
 	retired atomic.Int64 // messages still queued in replaced inner producers
 	created time.Time
 }
 
 func newProducerHandle(c *conn) *Producer {
-	p := &Producer{c: c}
-	p.msgPool.New = func() any { return new(kafka.Message) }
-	return p
+	return &Producer{c: c}
 }
 
 // Produce queues one message for topic. It never blocks on the network: the
@@ -112,28 +169,10 @@ func (p *Producer) Produce(topic string, key, value []byte, headers []Header, on
 // messages.
 func (p *Producer) ProduceOpaque(topic string, key, value []byte, headers []Header, onDelivery func(Delivery), opaque any) error {
 	c := p.c
-	m := p.msgPool.Get().(*kafka.Message)
-	m.TopicPartition.Topic = p.topic(topic)
-	m.TopicPartition.Partition = kafka.PartitionAny
-	m.Key, m.Value = key, value
-	if len(headers) > 0 {
-		hs := make([]kafka.Header, len(headers))
-		for i, h := range headers {
-			hs[i] = kafka.Header{Key: h.Key, Value: h.Value}
-		}
-		m.Headers = hs
-	}
+	var h uintptr
 	if onDelivery != nil {
-		if opaque == nil {
-			m.Opaque = onDelivery
-		} else {
-			m.Opaque = &drOpaque{cb: onDelivery, opaque: opaque}
-		}
+		h = p.cbs.put(cbEntry{cb: onDelivery, opaque: opaque})
 	}
-	defer func() {
-		*m = kafka.Message{}
-		p.msgPool.Put(m)
-	}()
 	var deadline time.Time
 	var wait time.Duration
 	for {
@@ -143,47 +182,250 @@ func (p *Producer) ProduceOpaque(topic string, key, value []byte, headers []Head
 			p.mu.RUnlock()
 			var err error
 			if inner, err = p.ensure(); err != nil {
+				p.dropHandle(h)
 				c.countDrop(dropClosed)
 				return err
 			}
 			continue
 		}
-		err := inner.Produce(m, nil)
-		p.mu.RUnlock()
+		rkt, err := inner.topic(topic)
+		var code int
 		if err == nil {
+			code = inner.produce(rkt, key, value, headers, h)
+		}
+		p.mu.RUnlock()
+		if err == nil && code == 0 {
 			c.produced.Add(1)
 			return nil
 		}
-		var kerr kafka.Error
-		if errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull {
+		if err == nil && code == rdErrQueueFull {
 			now := time.Now()
 			if deadline.IsZero() {
 				deadline = now.Add(time.Duration(c.cfg().QueueFullTimeoutMs) * time.Millisecond)
 				wait = 200 * time.Microsecond
 			}
 			if !now.Before(deadline) {
-				c.countDrop(dropQueueFull)
-				c.m.lim.Warn("queue-full:"+c.name, "kafka producer queue full; message dropped",
-					"connection", c.name, "topic", topic, "queued", p.Len(), "dropped", c.dropped[dropQueueFull].Load())
-				return fmt.Errorf("connection %s topic %s: %w (queue stayed full for %d ms)", c.name, topic, ErrQueueFull, c.cfg().QueueFullTimeoutMs)
+				p.dropHandle(h)
+				return p.queueFull(topic, 1)
 			}
-			c.m.poll.kick()
-			d := min(wait, deadline.Sub(now))
-			time.Sleep(d)
+			p.waitSpace(inner, min(wait, deadline.Sub(now)))
 			wait = min(wait*2, 5*time.Millisecond)
 			continue
 		}
-		c.countDrop(dropRejected)
-		c.setError(err)
-		c.m.lim.Warn("produce-err:"+c.name, "kafka produce refused; message dropped",
-			"connection", c.name, "topic", topic, "err", c.mask(err.Error()))
-		return fmt.Errorf("connection %s topic %s: %w", c.name, topic, err)
+		if err == nil {
+			err = kafka.NewError(kafka.ErrorCode(code), kafka.ErrorCode(code).String(), false)
+		}
+		p.dropHandle(h)
+		return p.rejected(topic, err, 1)
 	}
+}
+
+// OutMessage is one message of ProduceBatch.
+type OutMessage struct {
+	Key   []byte
+	Value []byte
+	// Opaque is handed back in Delivery.Opaque.
+	Opaque any
+}
+
+// ProduceBatch queues msgs for topic with one call into librdkafka (the
+// keys and values are copied), each message as Produce would. onDelivery
+// (which may be nil) is called for every message with its outcome. When
+// librdkafka's local queue is full, ProduceBatch waits up to the
+// connection's queue_full_timeout_ms for room; it returns how many messages
+// it accepted (the first n of msgs) and, when n < len(msgs), an error
+// (wrapping ErrQueueFull after the wait); the rest are dropped and counted.
+func (p *Producer) ProduceBatch(topic string, msgs []OutMessage, onDelivery func(Delivery)) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	c := p.c
+	bs := batchPool.Get().(*batchBuf)
+	defer batchPool.Put(bs)
+	bs.pack(msgs)
+	var hs []uintptr
+	if onDelivery != nil {
+		if cap(bs.hs) < len(msgs) {
+			bs.hs = make([]uintptr, len(msgs))
+		}
+		hs = bs.hs[:len(msgs)]
+		p.cbs.putN(hs, onDelivery, func(i int) any { return msgs[i].Opaque })
+	}
+	done := 0
+	var deadline time.Time
+	var wait time.Duration
+	fail := func(err error) (int, error) {
+		if hs != nil {
+			for _, h := range hs[done:] {
+				p.dropHandle(h)
+			}
+		}
+		return done, err
+	}
+	for {
+		p.mu.RLock()
+		inner := p.inner
+		if inner == nil {
+			p.mu.RUnlock()
+			if _, err := p.ensure(); err != nil {
+				c.dropped[dropClosed].Add(int64(len(msgs) - done))
+				return fail(err)
+			}
+			continue
+		}
+		rkt, err := inner.topic(topic)
+		var n int
+		var code int
+		if err == nil {
+			var ops []uintptr
+			if hs != nil {
+				ops = hs[done:]
+			}
+			n, code = inner.produceBatch(rkt, bs.buf, bs.offs[4*done:], ops)
+		}
+		p.mu.RUnlock()
+		done += n
+		c.produced.Add(int64(n))
+		if err == nil && done == len(msgs) {
+			return done, nil
+		}
+		if n > 0 {
+			deadline = time.Time{}
+		}
+		if err == nil && code == rdErrQueueFull {
+			now := time.Now()
+			if deadline.IsZero() {
+				deadline = now.Add(time.Duration(c.cfg().QueueFullTimeoutMs) * time.Millisecond)
+				wait = 200 * time.Microsecond
+			}
+			if !now.Before(deadline) {
+				return fail(p.queueFull(topic, len(msgs)-done))
+			}
+			p.waitSpace(inner, min(wait, deadline.Sub(now)))
+			wait = min(wait*2, 5*time.Millisecond)
+			continue
+		}
+		if err == nil {
+			err = kafka.NewError(kafka.ErrorCode(code), kafka.ErrorCode(code).String(), false)
+		}
+		return fail(p.rejected(topic, err, len(msgs)-done))
+	}
+}
+
+// batchBuf packs a batch's keys and values for one cgo call.
+type batchBuf struct {
+	buf  []byte
+	offs []int32
+	hs   []uintptr
+}
+
+var batchPool = sync.Pool{New: func() any { return new(batchBuf) }}
+
+func (b *batchBuf) pack(msgs []OutMessage) {
+	size := 0
+	for i := range msgs {
+		size += len(msgs[i].Key) + len(msgs[i].Value)
+	}
+	if cap(b.buf) < size {
+		b.buf = make([]byte, 0, size)
+	}
+	if cap(b.offs) < 4*len(msgs) {
+		b.offs = make([]int32, 4*len(msgs))
+	}
+	buf, offs := b.buf[:0], b.offs[:4*len(msgs)]
+	for i := range msgs {
+		m := &msgs[i]
+		o := offs[4*i : 4*i+4]
+		o[0], o[1] = int32(len(buf)), int32(len(m.Key))
+		if len(m.Key) == 0 {
+			o[1] = -1
+		}
+		buf = append(buf, m.Key...)
+		o[2], o[3] = int32(len(buf)), int32(len(m.Value))
+		if m.Value == nil {
+			o[3] = -1
+		}
+		buf = append(buf, m.Value...)
+	}
+	b.buf, b.offs = buf, offs
+}
+
+// spaceSignal wakes producers waiting for room in a full queue as soon as
+// the poll goroutine has served delivery reports (which is when librdkafka
+// frees the room), instead of after a fixed sleep.
+type spaceSignal struct {
+	waiters atomic.Int32
+	mu      sync.Mutex
+	ch      chan struct{}
+}
+
+// broadcast wakes every waiter (poll goroutine, after deliveries).
+func (s *spaceSignal) broadcast() {
+	if s.waiters.Load() == 0 {
+		return
+	}
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
+}
+
+// waitSpace waits until delivery reports were served or d passed, unless
+// inner has room already.
+func (p *Producer) waitSpace(inner *rdProducer, d time.Duration) {
+	s := &p.space
+	s.waiters.Add(1)
+	defer s.waiters.Add(-1)
+	s.mu.Lock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	ch := s.ch
+	s.mu.Unlock()
+	p.c.m.poll.kick()
+	if inner.len() < p.c.cfg().QueueBufferingMaxMessages {
+		return // room was made before we armed the signal: retry now
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
+// dropHandle forgets the callback of a message librdkafka did not take.
+func (p *Producer) dropHandle(h uintptr) {
+	if h != 0 {
+		var e [1]cbEntry
+		p.cbs.take([]uintptr{h}, e[:])
+	}
+}
+
+// queueFull counts and logs n messages dropped on a full queue.
+func (p *Producer) queueFull(topic string, n int) error {
+	c := p.c
+	c.dropped[dropQueueFull].Add(int64(n))
+	c.m.lim.Warn("queue-full:"+c.name, "kafka producer queue full; message dropped",
+		"connection", c.name, "topic", topic, "queued", p.Len(), "dropped", c.dropped[dropQueueFull].Load())
+	return fmt.Errorf("connection %s topic %s: %w (queue stayed full for %d ms)", c.name, topic, ErrQueueFull, c.cfg().QueueFullTimeoutMs)
+}
+
+// rejected counts and logs n messages librdkafka refused.
+func (p *Producer) rejected(topic string, err error, n int) error {
+	c := p.c
+	c.dropped[dropRejected].Add(int64(n))
+	c.setError(err)
+	c.m.lim.Warn("produce-err:"+c.name, "kafka produce refused; message dropped",
+		"connection", c.name, "topic", topic, "err", c.mask(err.Error()))
+	return fmt.Errorf("connection %s topic %s: %w", c.name, topic, err)
 }
 
 // ensure creates the librdkafka producer if there is none (first use, or a
 // closed handle); it returns ErrClosed once the module has stopped.
-func (p *Producer) ensure() (*kafka.Producer, error) {
+func (p *Producer) ensure() (*rdProducer, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.inner != nil {
@@ -192,23 +434,12 @@ func (p *Producer) ensure() (*kafka.Producer, error) {
 	if p.c.closed.Load() {
 		return nil, fmt.Errorf("connection %s: %w", p.c.name, ErrClosed)
 	}
-	kp, err := p.c.newKafkaProducer()
+	kp, err := p.c.newKafkaProducer(p)
 	if err != nil {
 		return nil, err
 	}
 	p.inner, p.name, p.created = kp, kp.String(), time.Now()
 	return kp, nil
-}
-
-// topic returns a shared *string for a topic name.
-func (p *Producer) topic(t string) *string {
-	if v, ok := p.topics.Load(t); ok {
-		return v.(*string)
-	}
-	s := new(string)
-	*s = t
-	v, _ := p.topics.LoadOrStore(t, s)
-	return v.(*string)
 }
 
 // Flush waits up to timeout until every queued message has been delivered
@@ -224,13 +455,12 @@ func (p *Producer) Flush(timeout time.Duration) int {
 			return int(p.retired.Load())
 		}
 		remain := time.Until(deadline)
-		ms := int(min(remain, 100*time.Millisecond) / time.Millisecond)
-		innerLeft := inner.Flush(max(ms, 0))
+		innerLeft := inner.flush(max(min(remain, 100*time.Millisecond), 0))
 		p.mu.RUnlock()
 		left := innerLeft + int(p.retired.Load())
 		if left == 0 {
-			// The last delivery reports left the channel; wait until the
-			// poll goroutine has finished handling them (callbacks ran).
+			// The last delivery reports were read; wait until the poll
+			// goroutine has finished handling them (callbacks ran).
 			p.c.m.poll.do(func() {})
 			return 0
 		}
@@ -250,7 +480,7 @@ func (p *Producer) Len() int {
 	defer p.mu.RUnlock()
 	n := int(p.retired.Load())
 	if p.inner != nil {
-		n += p.inner.Len()
+		n += p.inner.len()
 	}
 	return n
 }
@@ -273,21 +503,21 @@ func (p *Producer) swap(flushTimeout time.Duration) error {
 		p.mu.Unlock()
 		return nil
 	}
-	kp, err := p.c.newKafkaProducer()
+	kp, err := p.c.newKafkaProducer(p)
 	if err != nil {
 		p.mu.Unlock()
 		return err
 	}
 	p.inner, p.name, p.created = kp, kp.String(), time.Now()
 	// Count the old queue as part of Len while it drains.
-	n := int64(old.Len())
+	n := int64(old.len())
 	p.retired.Add(n)
 	p.mu.Unlock()
 	m := p.c.m
 	m.retiring.Add(1)
 	go func() {
 		defer m.retiring.Done()
-		left := p.c.retire(old, flushTimeout)
+		left := p.c.retire(p, old, flushTimeout)
 		p.retired.Add(-n)
 		if left > 0 {
 			m.logger.Error("kafka messages not delivered by the replaced producer", "connection", p.c.name, "undelivered", left)
@@ -308,26 +538,5 @@ func (p *Producer) close(flushTimeout time.Duration) int {
 	if old == nil {
 		return 0
 	}
-	return p.c.retire(old, flushTimeout)
-}
-
-// persistence guesses librdkafka's message status from a delivery error, as
-// the Go client does not expose rd_kafka_message_status().
-func persistence(err error) Persistence {
-	if err == nil {
-		return Persisted
-	}
-	var kerr kafka.Error
-	if !errors.As(err, &kerr) {
-		return PossiblyPersisted
-	}
-	switch kerr.Code() {
-	case kafka.ErrPurgeQueue, kafka.ErrQueueFull, kafka.ErrMsgSizeTooLarge, kafka.ErrUnknownTopicOrPart,
-		kafka.ErrUnknownTopic, kafka.ErrUnknownPartition, kafka.ErrTopicAuthorizationFailed,
-		kafka.ErrInvalidMsg, kafka.ErrInvalidMsgSize, kafka.ErrRecordListTooLarge, kafka.ErrNotEnoughReplicas,
-		kafka.ErrInvalidRequiredAcks, kafka.ErrClusterAuthorizationFailed, kafka.ErrAuthentication,
-		kafka.ErrSaslAuthenticationFailed, kafka.ErrFatal, kafka.ErrInvalidRecord:
-		return NotPersisted
-	}
-	return PossiblyPersisted
+	return p.c.retire(p, old, flushTimeout)
 }
