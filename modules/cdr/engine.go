@@ -162,8 +162,13 @@ const lateMargin = 20 * time.Millisecond
 
 // slot is one Poster's batch for one backend.
 type slot struct {
-	reg    *Registration
-	mu     sync.Mutex // the producing goroutine holds it per record; the flusher only to swap the batch out
+	reg *Registration
+	mu  sync.Mutex // the producing goroutine holds it per record; the flusher only to swap the batch out
+	// hmu orders hand-overs: it is taken while mu is held, right after a
+	// batch is swapped out, and released when the hand-over returns, so the
+	// Poster's batches reach the backend in the order they were filled even
+	// when the flusher (age) and the Poster (full batch) race.
+	hmu    sync.Mutex
 	b      Batcher
 	dead   bool         // backend unregistered (under mu)
 	first  atomic.Int64 // engine time of the oldest record, 0 when empty
@@ -417,8 +422,10 @@ func (p *Poster) Post(r *Record) {
 		s.posted.Add(1)
 		if s.b.Add(r) {
 			b, first := s.take()
+			s.hmu.Lock()
 			s.mu.Unlock()
 			s.reg.handover(b, first)
+			s.hmu.Unlock()
 			continue
 		}
 		s.mu.Unlock()
@@ -442,8 +449,10 @@ func (s *slot) flush() {
 		return
 	}
 	b, first := s.take()
+	s.hmu.Lock()
 	s.mu.Unlock()
 	s.reg.handover(b, first)
+	s.hmu.Unlock()
 }
 
 // Close hands over this Poster's batches and forgets it. Post after Close

@@ -3,6 +3,7 @@ package cdr
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -294,4 +295,38 @@ func BenchmarkPost(b *testing.B) {
 		p.Post(r)
 	}
 	_ = fmt.Sprint()
+}
+
+// TestHandoverOrderPerPoster: batches of one Poster reach the backend in
+// the order they were filled, even when the flusher (age) and the Poster
+// (full batch) hand over at the same moment.
+func TestHandoverOrderPerPoster(t *testing.T) {
+	e := NewEngine()
+	f := &fakeBackend{name: "ordered", max: 16, age: time.Millisecond, slow: 100 * time.Microsecond}
+	reg, err := e.Register(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.reg = reg
+	e.StartFlusher()
+	p := e.NewPoster()
+	const n = 20000
+	for i := 0; i < n; i++ {
+		p.Post(rec(i))
+		if i%7 == 0 {
+			time.Sleep(time.Duration(i%3) * 300 * time.Microsecond) // let batches age now and then
+		}
+	}
+	p.Close()
+	e.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.got) != n {
+		t.Fatalf("got %d records, want %d", len(f.got), n)
+	}
+	for i, g := range f.got {
+		if want := fmt.Sprintf(`"seq":%d}`, i+1); !strings.Contains(g, want) {
+			t.Fatalf("record %d out of order: %s", i, g)
+		}
+	}
 }
