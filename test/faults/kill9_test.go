@@ -147,7 +147,7 @@ func policyFiles(bootstrap, topic string) map[string]string {
 }
 
 var (
-	timeRE = regexp.MustCompile(`\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}( \([^)]* ago\))?|\(\d+ pending since \d{2}:\d{2}:\d{2}\)|generation \d+`)
+	timeRE = regexp.MustCompile(`\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}( \([^)]* ago\))?|\(\d+ pending since \d{2}:\d{2}:\d{2}\)|[Gg]eneration:?\s+\d+`)
 	// The matcher's build state and timing are not policy: a Hyperscan
 	// database compiles in the background after a swap.
 	hsRE = regexp.MustCompile(`(?m)(ready|compiling|queued|failed|pending|disabled|off)( \([^)]*\))?\s*$`)
