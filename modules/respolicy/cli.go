@@ -150,7 +150,7 @@ func (m *Module) cliGroup(_ context.Context, w io.Writer, args []string) error {
 		return err
 	}
 	var items []tableItem
-	g.tables.each(func(name string, e entry) { items = append(items, tableItem{name, e}) })
+	g.tables.each(func(name string, e entry) { items = append(items, tableItem{name: name, e: e}) })
 	return printEntries(w, items, len(args) == 2)
 }
 
@@ -194,7 +194,7 @@ func (m *Module) cliMalicious(_ context.Context, w io.Writer, args []string) err
 	fmt.Fprintf(w, "Hyperscan: %s\n", hs)
 	fmt.Fprintf(w, "Table memory: %d bytes\n", snap.malicious.base.bytes()+snap.malicious.delta.bytes())
 	var items []tableItem
-	snap.malicious.each(func(name string, e entry) { items = append(items, tableItem{name, e}) })
+	snap.malicious.each(func(name string, e entry) { items = append(items, tableItem{name: name, e: e}) })
 	return printEntries(w, items, len(args) == 1)
 }
 

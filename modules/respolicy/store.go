@@ -46,10 +46,10 @@ type groupState struct {
 	name    string
 	id      uint32
 	base    *table
-	delta   map[string]entry // changes since base; listTombstone = removed
-	deltaT  *table           // delta as a table (nil = rebuild at publish)
-	pending map[string]entry // open sync (nil = none)
-	hs      *hsDB            // compiled base, if any
+	delta   map[string]entry        // changes since base; listTombstone = removed
+	deltaT  *table                  // delta as a table (nil = rebuild at publish)
+	pending map[string]pendingEntry // open sync (nil = none)
+	hs      *hsDB                   // compiled base, if any
 
 	pendingSince time.Time
 	syncedAt     time.Time
@@ -249,13 +249,13 @@ func (s *Store) applyOne(m Message) (bool, error) {
 			return false, reject(ReasonBeginWhileOpen, "BEGIN_SYNC for %s while its sync begun %s is open",
 				m.Group, g.pendingSince.Format(time.RFC3339))
 		}
-		g.pending, g.pendingSince = map[string]entry{}, now
+		g.pending, g.pendingSince = map[string]pendingEntry{}, now
 		return g.view == nil, nil // a new group becomes visible (empty)
 	case TypeAddDomain:
 		g := s.group(m.Group)
 		e := entry{List: m.List, Category: m.Category}
 		if g.pending != nil {
-			g.pending[m.Domain] = e
+			g.pending[m.Domain] = newPending(m.Domain, e)
 			return g.view == nil, nil
 		}
 		if cur, ok := s.liveGroupEntry(g, m.Domain); ok && cur == e {
@@ -287,7 +287,7 @@ func (s *Store) applyOne(m Message) (bool, error) {
 			return false, reject(ReasonCompleteWithoutBegin, "SYNC_COMPLETE for %s without BEGIN_SYNC", m.Group)
 		}
 		s.swapStart = time.Now()
-		s.setBase(g, buildTableMap(g.pending))
+		s.setBase(g, buildTablePending(g.pending))
 		g.delta = map[string]entry{}
 		g.pending = nil
 		g.syncs++
@@ -367,12 +367,12 @@ func mergeDelta(base *table, delta map[string]entry) *table {
 	items := make([]tableItem, 0, base.n+len(delta))
 	base.each(func(name string, e entry) {
 		if _, ok := delta[name]; !ok {
-			items = append(items, tableItem{name, e})
+			items = append(items, tableItem{name: name, e: e})
 		}
 	})
 	for name, e := range delta {
 		if e.List != listTombstone {
-			items = append(items, tableItem{name, e})
+			items = append(items, tableItem{name: name, e: e})
 		}
 	}
 	return buildTable(items)

@@ -136,6 +136,30 @@ var emptyTable = &table{}
 type tableItem struct {
 	name string
 	e    entry
+	h    uint64 // hashName(name), when known (pre)
+	k    int    // label count, when known
+	pre  bool
+}
+
+// pendingEntry is an entry of an open sync, hashed when it was added so
+// that SYNC_COMPLETE only has to place it.
+type pendingEntry struct {
+	e entry
+	h uint64
+	k int32
+}
+
+func newPending(name string, e entry) pendingEntry {
+	return pendingEntry{e: e, h: hashName(name), k: int32(countLabels(name))}
+}
+
+// buildTablePending builds a table from an open sync's entries.
+func buildTablePending(m map[string]pendingEntry) *table {
+	items := make([]tableItem, 0, len(m))
+	for name, p := range m {
+		items = append(items, tableItem{name: name, e: p.e, h: p.h, k: int(p.k), pre: true})
+	}
+	return buildTable(items)
 }
 
 // buildTable builds a table from items with distinct normalised names. A load
@@ -166,7 +190,10 @@ func buildTable(items []tableItem) *table {
 	}
 	for i := range items {
 		it := &items[i]
-		h := hashName(it.name)
+		h, k := it.h, it.k
+		if !it.pre {
+			h, k = hashName(it.name), countLabels(it.name)
+		}
 		if t.filter != nil {
 			t.addFilter(h)
 		}
@@ -178,7 +205,6 @@ func buildTable(items []tableItem) *table {
 			off: uint32(len(arena)), cat: it.e.Category}
 		arena = append(arena, it.name...)
 		t.perList[it.e.List]++
-		k := countLabels(it.name)
 		if k > t.maxLabels {
 			t.maxLabels = k
 		}
@@ -192,7 +218,7 @@ func buildTable(items []tableItem) *table {
 func buildTableMap(m map[string]entry) *table {
 	items := make([]tableItem, 0, len(m))
 	for name, e := range m {
-		items = append(items, tableItem{name, e})
+		items = append(items, tableItem{name: name, e: e})
 	}
 	return buildTable(items)
 }
@@ -274,7 +300,7 @@ func (t *table) each(fn func(name string, e entry)) {
 // sortedItems returns the entries sorted by name (for the CLI).
 func (t *table) sortedItems() []tableItem {
 	out := make([]tableItem, 0, t.n)
-	t.each(func(name string, e entry) { out = append(out, tableItem{name, e}) })
+	t.each(func(name string, e entry) { out = append(out, tableItem{name: name, e: e}) })
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
