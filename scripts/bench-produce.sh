@@ -8,8 +8,10 @@
 # Usage: scripts/bench-produce.sh            (broker from $KAFKA_BOOTSTRAP, or
 #                                             /tmp/switchboard-kafka/env)
 # Environment: N (messages, default 1000000), LINGER_MS (default 5),
-#   ROUNDS (default 3), GODEBUG_GO (GODEBUG for the Go side, default
-#   cgocheck=0; set it to "" to measure with cgo pointer checks on).
+#   ROUNDS (default 3), BATCH (default 256: also run res_kafka's
+#   ProduceBatch with batches of that many messages, as cdr_kafka's batches;
+#   0 to skip), GODEBUG_GO (GODEBUG for the Go side, default none; set it to
+#   cgocheck=0 to measure without cgo pointer checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +20,8 @@ SIZE=100
 ACKS=1
 LINGER_MS="${LINGER_MS:-5}"
 ROUNDS="${ROUNDS:-3}"
-GODEBUG_GO="${GODEBUG_GO-cgocheck=0}"
+GODEBUG_GO="${GODEBUG_GO-}"
+BATCH="${BATCH:-256}"
 
 if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
     envf="${KAFKA_INSTANCE_DIR:-/tmp/switchboard-kafka}/env"
@@ -41,20 +44,29 @@ line = (b"abcdefghijklmnopqrstuvwxyz" * (size // 26 + 1))[:size] + b"\n"
 sys.stdout.buffer.write(line * n)
 PY
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 echo "broker $KAFKA_BOOTSTRAP${KAFKA_VERSION:+ (Apache Kafka $KAFKA_VERSION)}; $N messages of $SIZE bytes, acks=$ACKS, linger.ms=$LINGER_MS, $ROUNDS rounds; Go GODEBUG=${GODEBUG_GO:-(none)}"
 printf '%-6s %-10s %12s %14s\n' round client msgs/s cpu-ns/msg
-go_rates=(); go_cpus=(); kc_rates=(); kc_cpus=()
-for r in $(seq 1 "$ROUNDS"); do
+go_rates=(); go_cpus=(); kc_rates=(); kc_cpus=(); gb_rates=(); gb_cpus=()
+gobench() { # $1: BENCH_BATCH; prints "rate cpu"
     # res_kafka: the benchmark measures itself (wall time from the first
     # Produce to the last delivery report; getrusage of the process, which
     # includes librdkafka's threads), after a warm-up message.
-    out="$(cd modules/reskafka && GODEBUG="$GODEBUG_GO" BENCH_LINGER_MS="$LINGER_MS" \
+    local out
+    out="$(cd modules/reskafka && GODEBUG="$GODEBUG_GO" BENCH_LINGER_MS="$LINGER_MS" BENCH_BATCH="$1" \
         "$work/reskafka.test" -test.run '^$' -test.bench '^BenchmarkProduce$' \
         -test.benchtime="${N}x" 2>&1 | grep '^BenchmarkProduce')" || { echo "benchmark failed" >&2; exit 1; }
-    rate="$(awk '{for(i=1;i<=NF;i++) if($i=="msgs/s") print $(i-1)}' <<<"$out")"
-    cpu="$(awk '{for(i=1;i<=NF;i++) if($i=="cpu-ns/msg") print $(i-1)}' <<<"$out")"
+    awk '{for(i=1;i<=NF;i++){if($i=="msgs/s") r=$(i-1); if($i=="cpu-ns/msg") c=$(i-1)}} END{print r, c}' <<<"$out"
+}
+for r in $(seq 1 "$ROUNDS"); do
+    read -r rate cpu < <(gobench 0)
     go_rates+=("$rate"); go_cpus+=("$cpu")
     printf '%-6s %-10s %12.0f %14.0f\n' "$r" res_kafka "$rate" "$cpu"
+    if (( BATCH > 0 )); then
+        read -r rate cpu < <(gobench "$BATCH")
+        gb_rates+=("$rate"); gb_cpus+=("$cpu")
+        printf '%-6s %-10s %12.0f %14.0f\n' "$r" "batch$BATCH" "$rate" "$cpu"
+    fi
 
     # kcat: warm up the topic (creation, metadata), then time the whole run;
     # kcat -P exits once every message is delivered.
@@ -78,3 +90,9 @@ printf 'median  res_kafka %12.0f msgs/s %8.0f cpu-ns/msg\n' "$gr" "$gc"
 printf 'median  kcat      %12.0f msgs/s %8.0f cpu-ns/msg\n' "$kr" "$kc"
 awk -v gr="$gr" -v kr="$kr" -v gc="$gc" -v kc="$kc" \
     'BEGIN{printf "ratio res_kafka/kcat: throughput %.2fx, CPU per message %.2fx\n", gr/kr, gc/kc}'
+if (( BATCH > 0 )); then
+    br="$(median "${gb_rates[@]}")"; bc="$(median "${gb_cpus[@]}")"
+    printf 'median  batch%-4s %12.0f msgs/s %8.0f cpu-ns/msg\n' "$BATCH" "$br" "$bc"
+    awk -v gr="$br" -v kr="$kr" -v gc="$bc" -v kc="$kc" \
+        'BEGIN{printf "ratio ProduceBatch/kcat: throughput %.2fx, CPU per message %.2fx\n", gr/kr, gc/kc}'
+fi

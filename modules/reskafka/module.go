@@ -5,11 +5,15 @@
 //
 // # Goroutines
 //
-// confluent-kafka-go runs librdkafka's own poll inside every producer and
-// hands delivery reports, errors and statistics to a Go channel; res_kafka's
-// single poll goroutine drains every producer's channel and the shared log
-// channel (period poll_interval_ms, default 100 ms, when idle; at once when
-// events arrive), runs delivery callbacks and keeps state and counters.
+// Producers are res_kafka's own thin cgo layer on the librdkafka that
+// confluent-kafka-go links (rdk.go): Produce is one call into
+// rd_kafka_produce, ProduceBatch one call for a whole batch. res_kafka's
+// single poll goroutine serves every producer's librdkafka event queue
+// (delivery reports, read in C in batches: successes without a callback are
+// only counted; errors, statistics, log lines) and the log channel of the
+// confluent-kafka-go consumers and admin clients (period poll_interval_ms,
+// default 100 ms, when idle; at once when librdkafka signals events through
+// a pipe), runs delivery callbacks and keeps state and counters.
 //
 // Every subscription has its own poll goroutine (serving its consumer queue
 // and rebalances) and its own handler goroutine fed through a bounded queue
