@@ -463,7 +463,7 @@ func TestBackground(t *testing.T) {
 func TestConsole(t *testing.T) {
 	e := newEnv(t)
 	tm := newTmux(t, e, fmt.Sprintf("%s -c -C %s -D %s -s %s; echo EXIT=$?; sleep 60", e.bin, e.conf, e.data, e.sock))
-	tm.waitScreen("console banner", "console. 'help' lists commands")
+	tm.waitScreen("console banner", "'help' lists every command")
 	tm.send("core show ver", "Tab")
 	tm.waitLineEnd("completion", "CLI> core show version")
 	tm.send("Enter")
