@@ -55,6 +55,13 @@ func (s *Store) StartCompiler(logger *slog.Logger) {
 // reader holds it.
 func (s *Store) Close() {
 	s.mu.Lock()
+	s.stopCompilerLocked()
+	s.mu.Unlock()
+}
+
+// stopCompilerLocked stops the compiler and retires every database (store
+// lock held).
+func (s *Store) stopCompilerLocked() {
 	c := s.comp
 	s.comp = nil
 	for _, g := range s.groups {
@@ -68,7 +75,6 @@ func (s *Store) Close() {
 		s.malHS = nil
 	}
 	s.publishLocked()
-	s.mu.Unlock()
 	if c != nil {
 		close(c.stop)
 	}

@@ -44,14 +44,16 @@
 // the 2-core VM with phishing (190k) + tracking (144k) in one group:
 //
 //   - One Hyperscan scan of a burst of 64 names (".name\n" each, literals
-//     ".entry\n") costs several microseconds per name against a 334k-literal
-//     database: large literal sets make Hyperscan's literal matcher verify
-//     much, and each scan crosses cgo and allocates a cgo.Handle. Compiling
-//     the 334k literals takes ~40 s.
-//   - The hash tier below decides a name in about a third of that (and of a
-//     plain Go map suffix walk on the same data), allocates nothing, uses
-//     about half the map's memory, and builds 334k entries in well under a
-//     second.
+//     ".entry\n") costs about 4 microseconds of CPU per name against the
+//     334k-literal database: large literal sets make Hyperscan's literal
+//     matcher verify much, and each scan crosses cgo and allocates a
+//     cgo.Handle. Compiling the 334k literals takes 45-50 s.
+//   - The hash tier below decides a name in 0.4-0.8 microseconds when the
+//     names spread uniformly over the lists (the tables do not fit the
+//     caches) and in about 0.2 microseconds for traffic-like mixes, 1.4-2x
+//     faster than a plain Go map suffix walk on the same data except for a
+//     single hot name, allocates nothing, uses 47 bytes per domain against
+//     the map's 87, and builds 334k entries in 0.1-0.3 s.
 //
 // So every decision is made by the hash tier, and Hyperscan is kept where it
 // costs nothing on the data path: each group's base and the malicious base

@@ -151,6 +151,25 @@ enterprise_a => 1001
 	if d := mt.Decide("stranger", []byte("c2.evil.net")); d.Action != ActionSinkhole || d.Group != 0 {
 		t.Errorf("stranger: %+v", d)
 	}
+	// Reload: new ids and precedence apply at once, tables stay; an invalid
+	// file keeps the running configuration.
+	os.WriteFile(filepath.Join(dir, "res_policy.conf"), []byte("[general]\nwhitelist_vs_malicious = whitelist\nhyperscan = no\n[groups]\nenterprise_a => 2002\n"), 0o600)
+	if err := h.Reload(Name); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := m.GroupID("enterprise_a"); id != 2002 || !m.Snapshot().WhitelistWins() {
+		t.Errorf("reload not applied: id %d", id)
+	}
+	if !strings.Contains(run(t, h, "policy lookup enterprise_a youtube.com"), "BLACKLIST") {
+		t.Error("tables lost on reload")
+	}
+	os.WriteFile(filepath.Join(dir, "res_policy.conf"), []byte("[groups]\nenterprise_a => zero\n"), 0o600)
+	if err := h.Reload(Name); err == nil {
+		t.Error("invalid reload accepted")
+	}
+	if id, _ := m.GroupID("enterprise_a"); id != 2002 {
+		t.Errorf("invalid reload changed the id to %d", id)
+	}
 	// Usage errors.
 	var buf bytes.Buffer
 	if err := h.Run(context.Background(), "policy lookup enterprise_a", &buf); err == nil {

@@ -148,6 +148,9 @@ func (s *Store) SetConfig(cfg StoreConfig) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg = cfg
+	if !cfg.Hyperscan && s.comp != nil {
+		s.stopCompilerLocked()
+	}
 	for name, g := range s.groups {
 		id, ok := cfg.GroupIDs[name]
 		if !ok {
