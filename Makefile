@@ -28,15 +28,31 @@ TEST_TIMEOUT ?= 30m
 TEST_FLAGS  ?= -race -count=1 -timeout $(TEST_TIMEOUT)
 PKGS        ?= ./...
 
-.PHONY: all build run vet test test-go test-faults kafka-up kafka-down kafka-cluster-up kafka-cluster-down kafka-version
+.PHONY: all build run demo-data bench vet test test-go test-faults kafka-up kafka-down kafka-cluster-up kafka-cluster-down kafka-version
 
 all: build
 
 build:
 	$(GO) build -o bin/switchboard ./cmd/switchboard
 
-run:
-	$(GO) run ./cmd/switchboard -f -c -C samples
+# run: the demo on the embedded broker (samples/cli.conf publishes the policy feed, waits
+# for the sync, then replays the capture). Data (spool, socket) under var/data.
+DEMO_DIR     ?= var/demo
+BLOCKLISTS   ?= ../shared/data/blocklists
+DEMO_QUERIES ?= 200000
+DEMO_PPS     ?= 2000
+run: build demo-data
+	bin/switchboard -c -C samples -D var/data
+
+demo-data: $(DEMO_DIR)/policy_feed.jsonl $(DEMO_DIR)/demo.pcap
+
+$(DEMO_DIR)/policy_feed.jsonl:
+	@mkdir -p $(DEMO_DIR)
+	$(GO) run ./cmd/mkpolicyfeed -lists $(BLOCKLISTS) -o $@
+
+$(DEMO_DIR)/demo.pcap:
+	@mkdir -p $(DEMO_DIR)
+	$(GO) run ./cmd/mkcapture -n $(DEMO_QUERIES) -pps $(DEMO_PPS) -blocklists $(BLOCKLISTS) -o $@
 
 vet:
 	$(GO) vet $(PKGS)

@@ -39,6 +39,7 @@ func (m *Module) commands() []*cli.Command {
 			Usage: "policy show sync", Run: m.cliSync},
 		{Path: "policy load", Summary: "Apply a JSON-lines file of policy messages",
 			Usage: "policy load <file>\n  One message per line, as on the policy topic; applied as one batch.", Run: m.cliLoad},
+		m.waitCommand(),
 	}
 }
 
