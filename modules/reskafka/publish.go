@@ -127,5 +127,3 @@ func (m *Module) cliPublishFile(ctx context.Context, w io.Writer, args []string)
 	}
 	return nil
 }
-
-

@@ -23,7 +23,7 @@ func (m *Module) waitCommand() *cli.Command {
 			"  none open (default timeout 60 s). For scripts and cli.conf start-up.",
 		Run: m.cliWaitSync,
 		Complete: func(args []string, prefix string) []string {
-			return m.completeGroup(len(args) + 1)(args, prefix)
+			return m.completeGroup(len(args)+1)(args, prefix)
 		},
 	}
 }
