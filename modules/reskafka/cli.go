@@ -2,6 +2,7 @@ package reskafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -357,8 +358,7 @@ func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) er
 	text := strings.Join(rest, " ")
 	c, err := m.conn(name)
 	if err != nil {
-		fmt.Fprintf(w, "No connection named %s\n", name)
-		return nil
+		return fmt.Errorf("No connection named %s", name)
 	}
 	p, err := m.Producer(name)
 	if err != nil {
@@ -367,27 +367,24 @@ func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) er
 	defer p.Release()
 	done := make(chan Delivery, 1)
 	if err := p.Produce(topic, key, []byte(text), nil, func(d Delivery) { done <- d }); err != nil {
-		fmt.Fprintf(w, "Message not queued: %s\n", c.mask(err.Error()))
-		return nil
+		return fmt.Errorf("Message not queued: %s", c.mask(err.Error()))
 	}
 	timer := time.NewTimer(testSendTimeout)
 	defer timer.Stop()
 	select {
 	case d := <-done:
 		if d.Err != nil {
-			fmt.Fprintf(w, "Message delivery to %s failed: %s (%s)\n", topic, c.mask(d.Err.Error()), d.Status)
-			return nil
+			return fmt.Errorf("Message delivery to %s failed: %s (%s)", topic, c.mask(d.Err.Error()), d.Status)
 		}
 		fmt.Fprintf(w, "Message delivered to %s [%d] at offset %d\n", d.Topic, d.Partition, d.Offset)
 	case <-timer.C:
 		state, lastErr, _ := c.getState()
-		fmt.Fprintf(w, "Message not delivered within %s; it stays queued (connection state %s", testSendTimeout, state)
 		if lastErr != "" {
-			fmt.Fprintf(w, ", last error: %s", lastErr)
+			lastErr = ", last error: " + lastErr
 		}
-		fmt.Fprintln(w, ")")
+		return fmt.Errorf("Message not delivered within %s; it stays queued (connection state %s%s)", testSendTimeout, state, lastErr)
 	case <-ctx.Done():
-		fmt.Fprintln(w, "Interrupted; the message stays queued")
+		return errors.New("Interrupted; the message stays queued")
 	}
 	return nil
 }

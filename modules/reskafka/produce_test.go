@@ -100,7 +100,7 @@ linger_ms = 1
 		t.Errorf("test send: %s", out)
 	}
 	out = th.run("kafka test send connection nope topic x message y")
-	if strings.TrimSpace(out) != "No connection named nope" {
+	if strings.TrimSpace(out) != "ERROR: No connection named nope" {
 		t.Errorf("unknown connection: %q", out)
 	}
 	out = th.run("kafka show connection main")
