@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Actions a policy decision can take; Record.Action holds one of them.
@@ -166,41 +167,10 @@ func appendBytes(dst, s []byte) []byte {
 	return append(dst, s[start:]...)
 }
 
-// appendString is appendBytes for a string (same rules, no conversion).
+// appendString is appendBytes for a string. It views the string's bytes
+// without copying them; appendBytes only reads them.
 func appendString(dst []byte, s string) []byte {
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if safe[b] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			dst = appendEscapedASCII(dst, b)
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\u202`...)
-			dst = append(dst, hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(dst, s[start:]...)
+	return appendBytes(dst, unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 func appendEscapedASCII(dst []byte, b byte) []byte {
