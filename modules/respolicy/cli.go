@@ -299,37 +299,11 @@ func (m *Module) cliSync(_ context.Context, w io.Writer, args []string) error {
 	}
 	sort.Strings(srcs)
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprint(tw, "SOURCE")
-	for _, t := range MessageTypes {
-		fmt.Fprintf(tw, "\t%s", t)
-	}
-	fmt.Fprintln(tw)
-	for _, src := range srcs {
-		fmt.Fprint(tw, src)
-		for _, t := range MessageTypes {
-			fmt.Fprintf(tw, "\t%d", c.Messages[src][t])
-		}
-		fmt.Fprintln(tw)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := countTable(w, "SOURCE", srcs, MessageTypes, c.Messages); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprint(tw, "REJECTED")
-	for _, r := range RejectReasons {
-		fmt.Fprintf(tw, "\t%s", r)
-	}
-	fmt.Fprintln(tw)
-	for _, src := range srcs {
-		fmt.Fprint(tw, src)
-		for _, r := range RejectReasons {
-			fmt.Fprintf(tw, "\t%d", c.Rejected[src][r])
-		}
-		fmt.Fprintln(tw)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := countTable(w, "REJECTED", srcs, RejectReasons, c.Rejected); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -374,4 +348,22 @@ func (m *Module) cliLoad(_ context.Context, w io.Writer, args []string) error {
 		fmt.Fprintf(w, "  %s\n", e)
 	}
 	return nil
+}
+
+// countTable prints one row per source and one column per counter name.
+func countTable(w io.Writer, title string, srcs, names []string, counts map[string]map[string]uint64) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, title)
+	for _, n := range names {
+		fmt.Fprintf(tw, "\t%s", n)
+	}
+	fmt.Fprintln(tw)
+	for _, src := range srcs {
+		fmt.Fprint(tw, src)
+		for _, n := range names {
+			fmt.Fprintf(tw, "\t%d", counts[src][n])
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
 }
