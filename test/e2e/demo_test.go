@@ -6,6 +6,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,4 +276,37 @@ func checkDemo(t *testing.T, d *daemon, b *kafkatest.Broker, cdrTopic string) {
 		t.Errorf("expected both blocked and allowed CDRs, got %v", actions)
 	}
 	t.Logf("demo: %d CDRs delivered and read back by kcat; actions %v", len(msgs), actions)
+	checkMetrics(t, d, cdrs["delivered"])
+}
+
+// checkMetrics scrapes res_prometheus and checks that every module's
+// metrics are there and agree with the CLI.
+func checkMetrics(t *testing.T, d *daemon, delivered int) {
+	t.Helper()
+	url := regexp.MustCompile(`http://\S+`).FindString(d.must("prometheus show status"))
+	if url == "" {
+		t.Fatal("no metrics URL in 'prometheus show status'")
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`switchboard_kafka_produced_total{connection="default"}`,
+		`switchboard_kafka_queue_messages{connection="default"}`,
+		`switchboard_kafka_consumer_lag_messages`,
+		`switchboard_policy_entries`,
+		`switchboard_policy_generation`,
+		fmt.Sprintf(`switchboard_cdr_delivered_total{backend="kafka"} %d`, delivered),
+		`switchboard_cdr_oldest_batched_seconds`,
+		`switchboard_pkt_packets_total`,
+		`switchboard_pkt_decode_errors_total`,
+		`switchboard_module_up{module="pkt_engine",state="Running"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }
