@@ -54,6 +54,14 @@ $(DEMO_DIR)/demo.pcap:
 	@mkdir -p $(DEMO_DIR)
 	$(GO) run ./cmd/mkcapture -n $(DEMO_QUERIES) -pps $(DEMO_PPS) -blocklists $(BLOCKLISTS) -o $@
 
+# bench: every side-by-side benchmark (res_kafka vs kcat and Kafka's ProducerPerformance, CDR
+# pipeline vs raw produce, policy hash tier vs Go map, pkt_engine vs dnscap) on its own real
+# broker (always stopped), ROUNDS rounds (default 3), medians and ratios -> BENCHMARKS.md.
+# Counts and other knobs: see scripts/bench-all.sh. About 15 minutes on 2 cores.
+BENCH_KAFKA_DIR ?= /tmp/switchboard-bench-kafka
+bench:
+	BENCH_KAFKA_DIR=$(BENCH_KAFKA_DIR) bash scripts/bench-all.sh
+
 vet:
 	$(GO) vet $(PKGS)
 

@@ -12,9 +12,11 @@
 # 3. pkt_engine reads the same file: decode, subscriber lookup, res_policy
 #    decision against DOMAINS block-list domains (real res_policy module), and
 #    every CDR JSON-encoded through the real cdr engine (TestBenchFile).
-# Both run RUNS times; the best run of each is reported. Packets per second are
-# wall-clock; "per CPU-second" divides by user+sys CPU time, which is what
-# matters on a machine shared with other work.
+# Both run RUNS times, interleaved (dnscap, then pkt_engine, in each run); the
+# best run of each is reported. Packets per second are wall-clock; "per
+# CPU-second" divides by user+sys CPU time, which is what matters on a machine
+# shared with other work. Each run also prints a machine-readable line:
+#   RESULT bench=engine round=R tool=dnscap|pkt_engine pps=X pps_per_cpu=Y wall_s=W cpu_s=C
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-1000000}
@@ -40,21 +42,21 @@ matched=$(dnscap -r "$PCAP" -x "$PATTERN" -g 2>&1 >/dev/null | grep -c '^\[' || 
 echo "dnscap $(dnscap -V 2>&1 | head -1 | awk '{print $NF}'): -x '$PATTERN' matches $matched messages"
 
 best_dnscap=""
+best_engine=""
 for i in $(seq "$RUNS"); do
 	/usr/bin/time -f '%e %U %S' -o "$OUT/dnscap.time" dnscap -r "$PCAP" -x "$PATTERN" -g 2>/dev/null >/dev/null
 	read -r wall user sys <"$OUT/dnscap.time"
 	line=$(awk -v n="$N" -v w="$wall" -v u="$user" -v s="$sys" 'BEGIN{c=u+s; if (c<=0) c=0.001; printf "%.0f %.0f %.2f %.2f", n/w, n/c, w, c}')
 	echo "  dnscap run $i: wall ${wall}s cpu $(echo "$line" | cut -d' ' -f4)s -> $(echo "$line" | cut -d' ' -f1) pkts/s, $(echo "$line" | cut -d' ' -f2) pkts/cpu-s"
+	echo "$line" | awk -v i="$i" '{print "RESULT bench=engine round=" i " tool=dnscap pps=" $1 " pps_per_cpu=" $2 " wall_s=" $3 " cpu_s=" $4}'
 	if [ -z "$best_dnscap" ] || [ "$(echo "$line" | cut -d' ' -f1)" -gt "$(echo "$best_dnscap" | cut -d' ' -f1)" ]; then best_dnscap=$line; fi
-done
 
-best_engine=""
-for i in $(seq "$RUNS"); do
 	res=$(cd modules/pktengine && PKT_BENCH_PCAP="$PCAP" PKT_BENCH_DOMAINS="$DOMAINS" SWITCHBOARD_BLOCKLISTS="$BL" \
 		"$OUT/pktengine.test" -test.run '^TestBenchFile$' -test.v | grep '^RESULT')
 	pps=$(echo "$res" | sed 's/.* pps=\([0-9]*\).*/\1/')
 	ppc=$(echo "$res" | sed 's/.*pps_per_cpu=\([0-9]*\).*/\1/')
 	echo "  pkt_engine run $i: ${res#RESULT }"
+	echo "RESULT bench=engine round=$i tool=pkt_engine ${res#RESULT }"
 	if [ -z "$best_engine" ] || [ "$pps" -gt "$(echo "$best_engine" | cut -d' ' -f1)" ]; then best_engine="$pps $ppc"; fi
 done
 

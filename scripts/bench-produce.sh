@@ -11,7 +11,12 @@
 #   ROUNDS (default 3), BATCH (default 256: also run res_kafka's
 #   ProduceBatch with batches of that many messages, as cdr_kafka's batches;
 #   0 to skip), GODEBUG_GO (GODEBUG for the Go side, default none; set it to
-#   cgocheck=0 to measure without cgo pointer checks).
+#   cgocheck=0 to measure without cgo pointer checks), KAFKA_TOOLS_LIBS (a
+#   directory of kafka-tools jars, `bash scripts/kafka.sh fetch-tools`: also run
+#   Kafka's own org.apache.kafka.tools.ProducerPerformance each round, same
+#   count, size, acks and linger; its CPU includes JVM start-up and JIT).
+# Besides the table it prints one machine-readable line per client and round:
+#   RESULT bench=produce round=R client=C msgs_per_s=X cpu_ns_per_msg=Y
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +52,7 @@ PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 echo "broker $KAFKA_BOOTSTRAP${KAFKA_VERSION:+ (Apache Kafka $KAFKA_VERSION)}; $N messages of $SIZE bytes, acks=$ACKS, linger.ms=$LINGER_MS, $ROUNDS rounds; Go GODEBUG=${GODEBUG_GO:-(none)}"
 printf '%-6s %-10s %12s %14s\n' round client msgs/s cpu-ns/msg
+result() { echo "RESULT bench=produce round=$1 client=$2 msgs_per_s=$3 cpu_ns_per_msg=$4"; }
 go_rates=(); go_cpus=(); kc_rates=(); kc_cpus=(); gb_rates=(); gb_cpus=()
 gobench() { # $1: BENCH_BATCH; prints "rate cpu"
     # res_kafka: the benchmark measures itself (wall time from the first
@@ -62,10 +68,12 @@ for r in $(seq 1 "$ROUNDS"); do
     read -r rate cpu < <(gobench 0)
     go_rates+=("$rate"); go_cpus+=("$cpu")
     printf '%-6s %-10s %12.0f %14.0f\n' "$r" res_kafka "$rate" "$cpu"
+    result "$r" res_kafka "$rate" "$cpu"
     if (( BATCH > 0 )); then
         read -r rate cpu < <(gobench "$BATCH")
         gb_rates+=("$rate"); gb_cpus+=("$cpu")
         printf '%-6s %-10s %12.0f %14.0f\n' "$r" "batch$BATCH" "$rate" "$cpu"
+        result "$r" "res_kafka_batch$BATCH" "$rate" "$cpu"
     fi
 
     # kcat: warm up the topic (creation, metadata), then time the whole run;
@@ -80,6 +88,24 @@ for r in $(seq 1 "$ROUNDS"); do
     cpu="$(awk -v n="$N" -v u="$user" -v s="$sys" 'BEGIN{printf "%.0f", (u+s)*1e9/n}')"
     kc_rates+=("$rate"); kc_cpus+=("$cpu")
     printf '%-6s %-10s %12.0f %14.0f\n' "$r" kcat "$rate" "$cpu"
+    result "$r" kcat "$rate" "$cpu"
+
+    # Kafka's own Java producer: its records/sec (first send to last
+    # acknowledgement, JVM start excluded) from the final summary line.
+    if [[ -n "${KAFKA_TOOLS_LIBS:-}" ]]; then
+        topic="bench-java-$$-$r"
+        echo warm | kcat -P -b "$KAFKA_BOOTSTRAP" -t "$topic" -X acks=$ACKS >/dev/null 2>&1
+        /usr/bin/time -o "$work/time" -f '%e %U %S' java -cp "$KAFKA_TOOLS_LIBS/*" \
+            org.apache.kafka.tools.ProducerPerformance --topic "$topic" --num-records "$N" \
+            --record-size "$SIZE" --throughput -1 --producer-props bootstrap.servers="$KAFKA_BOOTSTRAP" \
+            acks=$ACKS linger.ms="$LINGER_MS" >"$work/java.out" 2>&1 ||
+            { echo "ProducerPerformance failed: $(tail -n 5 "$work/java.out")" >&2; exit 1; }
+        read -r wall user sys <"$work/time"
+        rate="$(awk '/records sent/ && /50th/ {for(i=1;i<=NF;i++) if($i ~ /^records\/sec/) r=$(i-1)} END{printf "%.0f", r}' "$work/java.out")"
+        cpu="$(awk -v n="$N" -v u="$user" -v s="$sys" 'BEGIN{printf "%.0f", (u+s)*1e9/n}')"
+        printf '%-6s %-10s %12.0f %14.0f\n' "$r" java-perf "$rate" "$cpu"
+        result "$r" java_producer_perf "$rate" "$cpu"
+    fi
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

@@ -22,6 +22,9 @@
 #   node-stop N    kill -9 cluster node N (1..3).
 #   node-start N   restart cluster node N and wait until the cluster lists it again.
 #   fetch          only resolve the jars into the cache.
+#   fetch-tools    resolve org.apache.kafka:kafka-tools of the same version (for
+#                  org.apache.kafka.tools.ProducerPerformance) into
+#                  $KCACHE/tools-libs (same cache); print that directory.
 #   kcat-lib       print a directory holding a librdkafka.so.1 for kcat's SASL/SCRAM use
 #                  (built from confluent-kafka-go's bundled librdkafka; empty if not needed).
 #   version        print the Kafka version used.
@@ -104,6 +107,42 @@ EOF
     touch "$KCACHE/.complete"
     exec 9>&-
     log "cached $(ls "$LIBS" | wc -l) jars in $LIBS"
+}
+
+# fetch_tools: kafka-tools and its runtime dependencies in their own directory (not
+# in the broker's libs, whose classpath stays as it is).
+fetch_tools() {
+    local tl="$KCACHE/tools-libs"
+    [[ -f "$KCACHE/.tools-complete" ]] && return 0
+    command -v mvn >/dev/null || die "mvn not found (needed once to resolve kafka-tools $KVER)"
+    mkdir -p "$KCACHE/tools"
+    exec 9>"$KCACHE/.lock"
+    flock -w 600 9 || die "timed out waiting for the jar cache lock $KCACHE/.lock"
+    if [[ -f "$KCACHE/.tools-complete" ]]; then exec 9>&-; return 0; fi
+    log "resolving org.apache.kafka:kafka-tools:$KVER into $tl (first run only)"
+    cat >"$KCACHE/tools/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>switchboard</groupId><artifactId>kafka-tools-runtime</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KVER</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VER</version></dependency>
+  </dependencies>
+</project>
+EOF
+    rm -rf "$tl.tmp"
+    if ! mvn -q -B -f "$KCACHE/tools/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tl.tmp" >"$KCACHE/tools/mvn.log" 2>&1; then
+        tail -n 40 "$KCACHE/tools/mvn.log" >&2
+        die "mvn could not resolve org.apache.kafka:kafka-tools:$KVER (log: $KCACHE/tools/mvn.log)"
+    fi
+    ls "$tl.tmp"/kafka-tools-"$KVER".jar >/dev/null 2>&1 || die "kafka-tools-$KVER.jar missing after resolution"
+    rm -rf "$tl"
+    mv "$tl.tmp" "$tl"
+    touch "$KCACHE/.tools-complete"
+    exec 9>&-
+    log "cached $(ls "$tl" | wc -l) jars in $tl"
 }
 
 # ---------------------------------------------------------------- helpers
@@ -640,6 +679,7 @@ cluster-down) cmd_cluster_down ;;
 node-stop) cmd_node_stop "${2:-}" ;;
 node-start) cmd_node_start "${2:-}" ;;
 fetch) fetch_jars; echo "$LIBS" ;;
+fetch-tools) fetch_tools; echo "$KCACHE/tools-libs" ;;
 kcat-lib) kcat_lib ;;
 version) echo "$KVER" ;;
 *)
