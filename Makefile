@@ -57,7 +57,7 @@ $(DEMO_DIR)/demo.pcap:
 # bench: every side-by-side benchmark (res_kafka vs kcat and Kafka's ProducerPerformance, CDR
 # pipeline vs raw produce, policy hash tier vs Go map, pkt_engine vs dnscap) on its own real
 # broker (always stopped), ROUNDS rounds (default 3), medians and ratios -> BENCHMARKS.md.
-# Counts and other knobs: see scripts/bench-all.sh. About 15 minutes on 2 cores.
+# Counts and other knobs: see scripts/bench-all.sh. About 5 minutes on an idle 2-core machine.
 BENCH_KAFKA_DIR ?= /tmp/switchboard-bench-kafka
 bench:
 	BENCH_KAFKA_DIR=$(BENCH_KAFKA_DIR) bash scripts/bench-all.sh

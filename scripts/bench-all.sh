@@ -19,10 +19,13 @@
 # after the Kafka sections (so that it does not compete for the CPU in the
 # CPU-bound ones) and, whatever happens, on exit.
 #
-# Environment (defaults keep a run at about 10-15 minutes on 2 cores):
+# Environment (defaults: about 5 minutes on an idle 2-core machine, more when
+# it is loaded; the budget is 25 minutes):
 #   ROUNDS                 rounds per comparison (3)
-#   BENCH_PRODUCE_N        messages per client and round (1000000)
-#   BENCH_CDR_N            CDRs / messages per run and round (500000)
+#   BENCH_PRODUCE_N        messages per client and round (3000000: ~3 s per
+#                          client on an idle machine; 1M runs lasted ~1 s and
+#                          swung by 25% between rounds)
+#   BENCH_CDR_N            CDRs / messages per run and round (1000000)
 #   BENCH_POLICY_N         lookups per sub-benchmark and round (2000000)
 #   BENCH_SYNC_N           SYNC_COMPLETEs per round (5)
 #   BENCH_POLICY_HS        1: also the Hyperscan burst sub-benchmark (~50 s
@@ -38,8 +41,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 ROUNDS=${ROUNDS:-3}
-PRODUCE_N=${BENCH_PRODUCE_N:-1000000}
-CDR_N=${BENCH_CDR_N:-500000}
+PRODUCE_N=${BENCH_PRODUCE_N:-3000000}
+CDR_N=${BENCH_CDR_N:-1000000}
 POLICY_N=${BENCH_POLICY_N:-2000000}
 SYNC_N=${BENCH_SYNC_N:-5}
 ENGINE_N=${BENCH_ENGINE_N:-1000000}
