@@ -185,6 +185,15 @@ pid_alive() {
     [[ "$cl" == *"kafka.Kafka $(dirname "$pf")/server.properties"* ]] || return 1
 }
 
+# pid_running PIDFILE: the process we just started still exists. (Not
+# pid_alive: right after the fork its command line is still the shell's,
+# not java's, and a loaded machine widens that window.)
+pid_running() {
+    local pid
+    pid="$(cat "$1" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
 # stop_pid PIDFILE SIGNAL WAIT_SECONDS: stop the process, escalating to SIGKILL.
 stop_pid() {
     local pf="$1" sig="$2" wait_s="$3" pid i
@@ -307,7 +316,7 @@ wait_ready() {
     local deadline=$((SECONDS + READY_TIMEOUT)) pf
     while :; do
         for pf in $pidfiles; do
-            if ! pid_alive "$pf"; then
+            if ! pid_running "$pf"; then
                 log "$label: broker process ($pf) exited during start-up; tail of $logf:"
                 tail -n 60 "$logf" >&2 || true
                 tail -n 20 "$(dirname "$pf")/logs/stdout.log" >&2 2>/dev/null || true
