@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"sort"
@@ -127,7 +128,7 @@ func (h *Host) Commands() *cli.Tree { return h.tree }
 func (h *Host) Logger() *slog.Logger { return h.logger }
 
 // Run executes one CLI command line.
-func (h *Host) Run(ctx context.Context, line string, w interface{ Write([]byte) (int, error) }) error {
+func (h *Host) Run(ctx context.Context, line string, w io.Writer) error {
 	return h.tree.Run(ctx, w, line)
 }
 
