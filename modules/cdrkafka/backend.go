@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/reskafka"
 )
 
 // errQueueFull is what a producer adapter returns (wrapped) when the
@@ -19,10 +20,13 @@ var errQueueFull = errors.New("producer queue full")
 // CDR topic. *reskafka.Producer satisfies it through resProducer; tests use
 // a fake. Deliveries come back through Backend.onDelivery.
 type producer interface {
-	// produce queues one message without blocking on the network; opaque
-	// comes back with its delivery report. It returns an error wrapping
-	// errQueueFull when the queue stayed full.
-	produce(key, value []byte, opaque any) error
+	// produceBatch queues msgs (keys and values are copied) without
+	// blocking on the network, in one call; each Opaque comes back with its
+	// message's delivery report. It returns how many of the first msgs were
+	// accepted and, when that is fewer than len(msgs), the error of the
+	// first refused one (wrapping errQueueFull when the queue stayed full);
+	// the messages after it were not queued.
+	produceBatch(msgs []reskafka.OutMessage) (int, error)
 	// flush waits up to timeout for outstanding deliveries and returns how
 	// many messages are still undelivered.
 	flush(timeout time.Duration) int
@@ -66,7 +70,8 @@ type Backend struct {
 	replayInflight atomic.Int64 // replayed records read from the spool and not yet reported
 	pending        *chunk       // replayed records not yet accepted by the producer (replayer only)
 	pendingAt      int
-	queueFull      atomic.Uint64 // hand-overs that met a full queue
+	replayOut      []reskafka.OutMessage // replayer's produceBatch scratch
+	queueFull      atomic.Uint64         // hand-overs that met a full queue
 	retried        atomic.Uint64
 	lateDelivered  atomic.Uint64 // spooled at shutdown, delivered after all (acknowledged in the spool)
 	lateFailed     atomic.Uint64
@@ -146,6 +151,25 @@ func (c *chunk) key(i int) []byte { m := c.msgs[i]; return c.data[m.k0:m.k1] }
 
 func (c *chunk) value(i int) []byte { m := c.msgs[i]; return c.data[m.k1:m.v1] }
 
+// outMessages fills out (reused, grown as needed) with c's messages; in
+// spool mode (withRefs) each carries its ref as the opaque. The messages
+// point into c.data: the producer copies them.
+func (c *chunk) outMessages(out []reskafka.OutMessage, withRefs bool) []reskafka.OutMessage {
+	n := len(c.msgs)
+	if cap(out) < n {
+		out = make([]reskafka.OutMessage, n)
+	}
+	out = out[:n]
+	for i, m := range c.msgs {
+		o := &out[i]
+		o.Key, o.Value, o.Opaque = c.data[m.k0:m.k1], c.data[m.k1:m.v1], nil
+		if withRefs {
+			o.Opaque = &c.refs[i]
+		}
+	}
+	return out
+}
+
 func (c *chunk) add(key, value []byte) {
 	k0 := uint32(len(c.data))
 	c.data = append(c.data, key...)
@@ -191,6 +215,7 @@ type batcher struct {
 	cfg     *Config
 	keyText bool
 	max     int
+	out     []reskafka.OutMessage // produceBatch scratch, reused for every batch
 	scratch [16]byte
 }
 
@@ -221,44 +246,66 @@ func (b *batcher) Len() int { return len(b.c.msgs) }
 // Flush implements cdr.Batcher: it hands the batch to the producer (or the
 // spool).
 func (b *batcher) Flush() {
-	if b.k.handover(b.c, b.cfg) {
+	retained, out := b.k.handover(b.c, b.cfg, b.out)
+	b.out = out
+	if retained {
 		b.c = b.k.getChunk() // the old chunk stays with its in-flight messages
 		return
 	}
 	b.c.reset()
 }
 
-// handover produces a batch. It returns true when the chunk is retained
-// (spool mode: until every message is reported).
-func (k *Backend) handover(c *chunk, cfg *Config) bool {
+// handover produces a batch with one produceBatch call (more only when
+// the producer refuses part of it), using out as scratch; it returns out
+// for reuse. It returns true when the chunk is retained (spool mode: until
+// every message is reported).
+func (k *Backend) handover(c *chunk, cfg *Config, out []reskafka.OutMessage) (bool, []reskafka.OutMessage) {
 	if cfg == nil {
 		cfg = k.cfg.Load()
 	}
 	switch cfg.mode() {
 	case modeSpool:
-		return k.handoverSpool(c)
+		return k.handoverSpool(c, out)
 	default:
-		k.handoverDirect(c, cfg)
-		return false
+		return false, k.handoverDirect(c, cfg, out)
 	}
 }
 
 // handoverDirect is drop and block mode: the producer copies each message,
-// nothing is retained.
-func (k *Backend) handoverDirect(c *chunk, cfg *Config) {
+// nothing is retained. The batch goes in one produceBatch call; from a
+// refused message on, it continues as message-by-message hand-over did: a
+// full queue is retried (drop: once, then the rest of the batch is dropped;
+// block: until block_ms), another refusal drops that message, and the
+// messages after it follow one at a time (res_kafka counts the unqueued
+// rest of each refused call as dropped, so a persistent error is not
+// counted again for every remaining message).
+func (k *Backend) handoverDirect(c *chunk, cfg *Config, out []reskafka.OutMessage) []reskafka.OutMessage {
 	p := k.producer()
 	n := len(c.msgs)
+	out = c.outMessages(out, false)
+	defer clear(out) // drop the references into c.data
 	var deadline time.Time
-	for i := 0; i < n; i++ {
-		err := p.produce(c.key(i), c.value(i), nil)
+	single := false
+	for i := 0; i < n; {
+		end := n
+		if single {
+			end = i + 1
+		}
+		m, err := p.produceBatch(out[i:end])
+		if m > 0 {
+			k.st.AddEnqueued(uint64(m))
+			i += m
+		}
 		if err == nil {
-			k.st.AddEnqueued(1)
 			continue
 		}
+		// out[i] was refused.
 		if !errors.Is(err, errQueueFull) {
 			k.st.AddDropped(cdr.DropProduceError, 1)
 			k.setErr(err)
 			k.warn("produce", "cdr_kafka: producer refused a CDR; dropped", "err", err.Error())
+			i++
+			single = true
 			continue
 		}
 		k.queueFull.Add(1)
@@ -267,13 +314,14 @@ func (k *Backend) handoverDirect(c *chunk, cfg *Config) {
 			// queue_full_timeout_ms; retry once, then drop the rest of the
 			// batch (the queue is still full).
 			k.retried.Add(1)
-			if err = p.produce(c.key(i), c.value(i), nil); err == nil {
+			if _, err = p.produceBatch(out[i : i+1]); err == nil {
 				k.st.AddEnqueued(1)
+				i++
 				continue
 			}
 			k.st.AddDropped(cdr.DropQueueFull, uint64(n-i))
 			k.warn("queue-full", "cdr_kafka: producer queue full; CDRs dropped", "dropped", n-i, "queued", p.len())
-			return
+			return out
 		}
 		// block: retry until block_ms after the first full queue.
 		if deadline.IsZero() {
@@ -283,10 +331,10 @@ func (k *Backend) handoverDirect(c *chunk, cfg *Config) {
 			if time.Now().After(deadline) {
 				k.st.AddDropped(cdr.DropBlockTimeout, uint64(n-i))
 				k.warn("block-timeout", "cdr_kafka: producer queue full for block_ms; CDRs dropped", "dropped", n-i, "block_ms", cfg.BlockMs)
-				return
+				return out
 			}
 			k.retried.Add(1)
-			if err = p.produce(c.key(i), c.value(i), nil); err == nil {
+			if _, err = p.produceBatch(out[i : i+1]); err == nil {
 				k.st.AddEnqueued(1)
 				break
 			}
@@ -294,23 +342,28 @@ func (k *Backend) handoverDirect(c *chunk, cfg *Config) {
 			if !errors.Is(err, errQueueFull) {
 				k.st.AddDropped(cdr.DropProduceError, 1)
 				k.setErr(err)
+				single = true
 				break
 			}
 		}
+		i++
 	}
+	return out
 }
 
 // handoverSpool is spool mode. While the spool holds records (spooling),
 // new batches are appended to it, behind the older ones, and the replayer
-// feeds them to the producer in order. Otherwise the batch is produced; a
-// full queue spools the rest of the batch and starts spooling.
-func (k *Backend) handoverSpool(c *chunk) bool {
+// feeds them to the producer in order. Otherwise the batch is produced (one
+// produceBatch call); a full queue spools the rest of the batch and starts
+// spooling; another refusal drops that message and the rest follows one
+// message at a time.
+func (k *Backend) handoverSpool(c *chunk, out []reskafka.OutMessage) (bool, []reskafka.OutMessage) {
 	if k.spooling.Load() {
 		k.spoolMu.Lock()
 		if k.spooling.Load() {
 			k.spoolRangeLocked(c, 0, len(c.msgs))
 			k.spoolMu.Unlock()
-			return false
+			return false, out
 		}
 		k.spoolMu.Unlock()
 	}
@@ -320,12 +373,22 @@ func (k *Backend) handoverSpool(c *chunk) bool {
 	if k.jr != nil {
 		k.journalWrite(c)
 	}
-	for i := 0; i < n; i++ {
-		err := p.produce(c.key(i), c.value(i), &c.refs[i])
+	out = c.outMessages(out, true)
+	single := false
+	for i := 0; i < n; {
+		end := n
+		if single {
+			end = i + 1
+		}
+		m, err := p.produceBatch(out[i:end])
+		if m > 0 {
+			k.st.AddEnqueued(uint64(m))
+			i += m
+		}
 		if err == nil {
-			k.st.AddEnqueued(1)
 			continue
 		}
+		// out[i] was refused: no delivery report will come for it.
 		c.refs[i].state.Store(refSettled)
 		if errors.Is(err, errQueueFull) {
 			k.queueFull.Add(1)
@@ -348,9 +411,12 @@ func (k *Backend) handoverSpool(c *chunk) bool {
 		k.warn("produce", "cdr_kafka: producer refused a CDR; dropped", "err", err.Error())
 		k.journalAck(&c.refs[i])
 		c.release(1)
+		i++
+		single = true
 	}
+	clear(out) // drop the references into c
 	c.release(1)
-	return true
+	return true, out
 }
 
 // journalWrite writes a batch ahead to the journal before it is produced and
@@ -615,24 +681,36 @@ func (k *Backend) replayOnce() bool {
 	return k.producePending()
 }
 
-// producePending produces k.pending from k.pendingAt on. It returns false
+// producePending produces k.pending from k.pendingAt on (one produceBatch
+// call, more only when the producer refuses part of it). It returns false
 // when the queue is full (the rest waits for the next tick).
 func (k *Backend) producePending() bool {
 	c := k.pending
 	n := len(c.msgs)
 	p := k.producer()
+	out := c.outMessages(k.replayOut, true)
+	defer func() { clear(out); k.replayOut = out }()
+	single := false
 	for k.pendingAt < n {
-		i := k.pendingAt
-		err := p.produce(c.key(i), c.value(i), &c.refs[i])
+		end := n
+		if single {
+			end = k.pendingAt + 1
+		}
+		m, err := p.produceBatch(out[k.pendingAt:end])
+		if m > 0 {
+			k.st.AddEnqueued(uint64(m))
+			k.pendingAt += m
+		}
+		if err == nil {
+			continue
+		}
 		if errors.Is(err, errQueueFull) {
 			k.queueFull.Add(1)
 			return false
 		}
+		i := k.pendingAt
 		k.pendingAt++
-		if err == nil {
-			k.st.AddEnqueued(1)
-			continue
-		}
+		single = true
 		k.replayInflight.Add(-1)
 		c.refs[i].state.Store(refSettled)
 		k.st.AddDropped(cdr.DropProduceError, 1)

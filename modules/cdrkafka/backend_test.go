@@ -2,15 +2,18 @@ package cdrkafka
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/reskafka"
 )
 
 // fakeProducer queues messages until deliver is called.
@@ -20,7 +23,9 @@ type fakeProducer struct {
 	q         []fakeMsg
 	delivered []fakeMsg
 	k         *Backend
-	auto      bool // deliver at once
+	auto      bool                     // deliver at once
+	calls     int                      // produceBatch calls
+	refuse    func(value string) error // non-nil: refuses a message with a non-queue-full error
 }
 
 type fakeMsg struct {
@@ -30,6 +35,12 @@ type fakeMsg struct {
 
 func (f *fakeProducer) produce(key, value []byte, opaque any) error {
 	f.mu.Lock()
+	if f.refuse != nil {
+		if err := f.refuse(string(value)); err != nil {
+			f.mu.Unlock()
+			return err
+		}
+	}
 	if len(f.q) >= f.cap {
 		f.mu.Unlock()
 		return fmt.Errorf("fake: %w", errQueueFull)
@@ -44,6 +55,20 @@ func (f *fakeProducer) produce(key, value []byte, opaque any) error {
 	f.q = append(f.q, m)
 	f.mu.Unlock()
 	return nil
+}
+
+// produceBatch produces msgs one by one and stops at the first refusal, as
+// res_kafka's ProduceBatch does.
+func (f *fakeProducer) produceBatch(msgs []reskafka.OutMessage) (int, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	for i := range msgs {
+		if err := f.produce(msgs[i].Key, msgs[i].Value, msgs[i].Opaque); err != nil {
+			return i, err
+		}
+	}
+	return len(msgs), nil
 }
 
 // deliver reports the n oldest queued messages with err.
@@ -327,9 +352,9 @@ func BenchmarkPipelineFake(b *testing.B) {
 // nopProducer accepts everything and reports nothing.
 type nopProducer struct{}
 
-func (nopProducer) produce(key, value []byte, opaque any) error { return nil }
-func (nopProducer) flush(time.Duration) int                     { return 0 }
-func (nopProducer) len() int                                    { return 0 }
+func (nopProducer) produceBatch(msgs []reskafka.OutMessage) (int, error) { return len(msgs), nil }
+func (nopProducer) flush(time.Duration) int                              { return 0 }
+func (nopProducer) len() int                                             { return 0 }
 
 // BenchmarkPostEncode is the hot path without Kafka: Post -> batch ->
 // encode -> hand-over. It must not allocate.
@@ -358,4 +383,148 @@ func TestSampleConfigDecodes(t *testing.T) {
 	if *cfg != *defaults() {
 		t.Fatalf("sample differs from the defaults:\n%+v\n%+v", *cfg, *defaults())
 	}
+}
+
+// deliveredSeqs returns the seq of every delivered message, in order.
+func (f *fakeProducer) deliveredSeqs(t *testing.T) []uint64 {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []uint64
+	for _, m := range f.delivered {
+		var w struct{ Seq uint64 }
+		if err := json.Unmarshal([]byte(m.value), &w); err != nil {
+			t.Fatalf("bad JSON %q", m.value)
+		}
+		out = append(out, w.Seq)
+	}
+	return out
+}
+
+// TestBatchHandoverOneCall: a batch goes to the producer in one call; a
+// partially accepted batch continues through the queue-full path in order.
+func TestBatchHandoverOneCall(t *testing.T) {
+	t.Run("whole batch", func(t *testing.T) {
+		cfg := defaults()
+		cfg.BatchMax = 10
+		fp := &fakeProducer{cap: 100, auto: true}
+		r := newRig(t, cfg, fp, "")
+		p := r.e.NewPoster()
+		for i := range 30 {
+			p.Post(record(i))
+		}
+		if s := check(t, r.reg); s.Delivered != 30 || fp.calls != 3 {
+			t.Fatalf("calls %d, %+v", fp.calls, s)
+		}
+		p.Close()
+		r.stop()
+	})
+	t.Run("drop partial", func(t *testing.T) {
+		cfg := defaults()
+		cfg.BatchMax = 10
+		fp := &fakeProducer{cap: 4}
+		r := newRig(t, cfg, fp, "")
+		p := r.e.NewPoster()
+		for i := range 10 {
+			p.Post(record(i))
+		}
+		// 4 accepted by the batch call, the 5th retried once, 6 dropped.
+		s := check(t, r.reg)
+		if s.Enqueued != 4 || s.DroppedBy[cdr.DropQueueFull] != 6 || fp.calls != 2 || r.k.queueFull.Load() != 1 || r.k.retried.Load() != 1 {
+			t.Fatalf("calls %d, %+v", fp.calls, s)
+		}
+		p.Close()
+		r.stop()
+	})
+	t.Run("block partial", func(t *testing.T) {
+		cfg := defaults()
+		cfg.OnQueueFull, cfg.BatchMax, cfg.BlockMs = "block", 10, 5000
+		fp := &fakeProducer{cap: 4}
+		r := newRig(t, cfg, fp, "")
+		p := r.e.NewPoster()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+					fp.deliver(1, nil)
+				}
+			}
+		}()
+		for i := range 20 {
+			p.Post(record(i))
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for check(t, r.reg).Delivered < 20 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		close(stop)
+		<-done
+		s := check(t, r.reg)
+		if s.Delivered != 20 || s.Dropped != 0 {
+			t.Fatalf("%+v", s)
+		}
+		for i, seq := range fp.deliveredSeqs(t) {
+			if seq != uint64(i+1) {
+				t.Fatalf("out of order at %d: %v", i, fp.deliveredSeqs(t))
+			}
+		}
+		p.Close()
+		r.stop()
+	})
+	t.Run("refused", func(t *testing.T) {
+		cfg := defaults()
+		cfg.BatchMax = 10
+		fp := &fakeProducer{cap: 100, auto: true, refuse: func(v string) error {
+			if strings.Contains(v, `"seq":3}`) {
+				return errors.New("fake: message too large")
+			}
+			return nil
+		}}
+		r := newRig(t, cfg, fp, "")
+		p := r.e.NewPoster()
+		for i := range 10 {
+			p.Post(record(i))
+		}
+		// 2 in the batch call, the 3rd refused, the other 7 one by one.
+		s := check(t, r.reg)
+		if s.Delivered != 9 || s.DroppedBy[cdr.DropProduceError] != 1 || fp.calls != 8 {
+			t.Fatalf("calls %d, %+v", fp.calls, s)
+		}
+		p.Close()
+		r.stop()
+	})
+	t.Run("spool partial", func(t *testing.T) {
+		cfg := defaults()
+		cfg.OnQueueFull, cfg.BatchMax = "spool", 10
+		fp := &fakeProducer{cap: 4}
+		r := newRig(t, cfg, fp, t.TempDir())
+		p := r.e.NewPoster()
+		for i := range 10 {
+			p.Post(record(i))
+		}
+		s := check(t, r.reg)
+		if s.Enqueued != 4 || s.Spooled != 6 || fp.calls != 1 {
+			t.Fatalf("calls %d, %+v", fp.calls, s)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for check(t, r.reg).Delivered < 10 && time.Now().Before(deadline) {
+			fp.deliver(4, nil)
+			time.Sleep(time.Millisecond)
+		}
+		if s := check(t, r.reg); s.Delivered != 10 {
+			t.Fatalf("%+v", s)
+		}
+		for i, seq := range fp.deliveredSeqs(t) {
+			if seq != uint64(i+1) {
+				t.Fatalf("out of order at %d: %v", i, fp.deliveredSeqs(t))
+			}
+		}
+		p.Close()
+		r.stop()
+	})
 }

@@ -166,12 +166,14 @@ type resProducer struct {
 	cb    func(reskafka.Delivery)
 }
 
-func (r *resProducer) produce(key, value []byte, opaque any) error {
-	err := r.p.ProduceOpaque(r.topic, key, value, nil, r.cb, opaque)
+// produceBatch hands msgs to res_kafka with one ProduceBatch call (one cgo
+// crossing per batch).
+func (r *resProducer) produceBatch(msgs []reskafka.OutMessage) (int, error) {
+	n, err := r.p.ProduceBatch(r.topic, msgs, r.cb)
 	if err != nil && errors.Is(err, reskafka.ErrQueueFull) {
-		return fmt.Errorf("%w: %w", errQueueFull, err)
+		return n, fmt.Errorf("%w: %w", errQueueFull, err)
 	}
-	return err
+	return n, err
 }
 
 func (r *resProducer) flush(d time.Duration) int { return r.p.Flush(d) }
