@@ -28,7 +28,7 @@ TEST_TIMEOUT ?= 30m
 TEST_FLAGS  ?= -race -count=1 -timeout $(TEST_TIMEOUT)
 PKGS        ?= ./...
 
-.PHONY: all build run demo-data bench vet test test-go test-faults kafka-up kafka-down kafka-cluster-up kafka-cluster-down kafka-version
+.PHONY: all build deps run demo-data bench vet test test-go test-faults kafka-up kafka-down kafka-cluster-up kafka-cluster-down kafka-version
 
 all: build
 
@@ -41,8 +41,12 @@ DEMO_DIR     ?= var/demo
 BLOCKLISTS   ?= ../shared/data/blocklists
 DEMO_QUERIES ?= 200000
 DEMO_PPS     ?= 2000
-run: build demo-data
+run: deps build demo-data
 	bin/switchboard -c -C samples -D var/data
+
+# deps: the Debian packages the build and the tests need (installed only if missing).
+deps:
+	@bash scripts/deps.sh
 
 demo-data: $(DEMO_DIR)/policy_feed.jsonl $(DEMO_DIR)/demo.pcap
 
@@ -81,7 +85,7 @@ kafka-version:
 	@bash $(KAFKA_SH) version
 
 # test: the broker is stopped whatever happens; the recipe exits with the tests' status.
-test:
+test: deps
 	@set -uo pipefail; \
 	trap 'bash $(KAFKA_SH) down' EXIT; \
 	envfile=$$(bash $(KAFKA_SH) up | tail -n 1) || { echo "make test: Kafka broker failed to start" >&2; exit 1; }; \
