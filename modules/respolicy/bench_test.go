@@ -28,6 +28,13 @@ func reportCPU(b *testing.B) func() {
 	}
 }
 
+// reportHits reports the share of mt's lookups its decision cache answered.
+func reportHits(b *testing.B, mt *Matcher) {
+	if h, m := mt.CacheStats(); h+m > 0 {
+		b.ReportMetric(100*float64(h)/float64(h+m), "cache-hit-%")
+	}
+}
+
 // The benchmarks use the real lists: phishing (~190k) and tracking (~144k)
 // as one group's blacklist, the ransomware list as the malicious table, and
 // a query mix of one third exact entries, one third subdomains of entries
@@ -341,6 +348,7 @@ func BenchmarkLookup(b *testing.B) {
 	zq := bench.zipf
 	b.Run("traffic/hash-tier/Decide", func(b *testing.B) {
 		mt := newMatcher(bench.store)
+		defer reportHits(b, mt)
 		defer reportCPU(b)()
 		for i := 0; i < b.N; i++ {
 			mt.Decide("g", zq[i&mask])
@@ -353,6 +361,7 @@ func BenchmarkLookup(b *testing.B) {
 			groups[i] = "g"
 		}
 		out := make([]Decision, 64)
+		defer reportHits(b, mt)
 		defer reportCPU(b)()
 		for i := 0; i < b.N; i += 64 {
 			j := (i & mask) &^ 63

@@ -18,6 +18,9 @@ type Matcher struct {
 	lastName  string
 	lastGroup *GroupPolicy
 
+	// cache holds recent decisions of the current snapshot (see cache.go).
+	cache decCache
+
 	scratch    *hyperscan.Scratch
 	scratchVer uint64
 
@@ -74,12 +77,31 @@ func (mt *Matcher) Decide(group string, qname []byte) Decision {
 		}
 		mt.lastSnap, mt.lastName, mt.lastGroup = s, group, g
 	}
-	return s.decide(mt.lastGroup, qname)
+	g := mt.lastGroup
+	mt.cache.begin(s)
+	var k decCacheKey
+	if !k.set(g, qname) {
+		return s.decide(g, qname)
+	}
+	if d, ok := mt.cache.get(g, &k); ok {
+		return d
+	}
+	d := s.decide(g, qname)
+	mt.cache.put(g, &k, d)
+	return d
+}
+
+// CacheStats returns how many lookups of Decide and DecideBurst (hash
+// engine) the matcher's decision cache answered and how many it missed
+// (names it does not hold are not counted).
+func (mt *Matcher) CacheStats() (hits, misses uint64) {
+	return mt.cache.hits, mt.cache.misses
 }
 
 // Close frees the matcher's Hyperscan scratch.
 func (mt *Matcher) Close() {
 	mt.lastSnap, mt.lastGroup = nil, nil
+	mt.cache.reset()
 	if mt.scratch != nil {
 		_ = mt.scratch.Free()
 		mt.scratch = nil
@@ -214,8 +236,10 @@ type burstName struct {
 	d      Decision
 	lo, hi int32
 	state  uint8 // 0 = d is final, 1 = resolve probes[lo:hi], 2 = decideSlow, 3 = verify pick
+	put    bool  // store the decision in the cache under key
 	pick   hit
 	start  int32 // where the picked suffix starts in q
+	key    decCacheKey
 }
 
 // decideBurstHash is the hash walk over a whole burst in four passes, so
@@ -238,6 +262,7 @@ func (mt *Matcher) decideBurstHash(s *Snapshot, groups []string, qnames [][]byte
 	}
 	used := 0
 	var g *GroupPolicy
+	mt.cache.begin(s)
 	for i, q := range qnames {
 		if i == 0 || groups[i] != groups[i-1] { // bursts usually repeat groups
 			if g = s.groups[groups[i]]; g == nil {
@@ -245,6 +270,13 @@ func (mt *Matcher) decideBurstHash(s *Snapshot, groups []string, qnames [][]byte
 			}
 		}
 		bn := &names[i]
+		bn.put = bn.key.set(g, q)
+		if bn.put {
+			if d, ok := mt.cache.get(g, &bn.key); ok {
+				bn.put, bn.d, bn.state = false, d, 0
+				continue
+			}
+		}
 		ps, qq, d, ok := s.collect(g, q, mt.probes[used:used:used+maxProbes], true)
 		bn.g, bn.q, bn.orig, bn.d, bn.lo, bn.hi = g, qq, q, d, int32(used), int32(used+len(ps))
 		switch {
@@ -297,6 +329,9 @@ func (mt *Matcher) decideBurstHash(s *Snapshot, groups []string, qnames [][]byte
 				mt.Collisions++
 				out[i] = s.decide(bn.g, bn.orig)
 			}
+		}
+		if bn.put {
+			mt.cache.put(bn.g, &bn.key, out[i])
 		}
 		bn.g, bn.q, bn.orig, bn.pick = nil, nil, nil, hit{} // do not pin the snapshot or the caller's buffers
 	}
