@@ -192,8 +192,10 @@ func requireJava(t testing.TB) {
 	}
 }
 
-// kafkaSh runs scripts/kafka.sh with args and extra environment; it returns stdout.
-func kafkaSh(ctx context.Context, extraEnv []string, args ...string) (string, error) {
+// KafkaSh runs scripts/kafka.sh with args and extra environment and returns
+// its stdout. The variables that name an instance (ports, user, instance and
+// cluster dirs) are never inherited, so a test's broker is its own.
+func KafkaSh(ctx context.Context, extraEnv []string, args ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
@@ -222,7 +224,9 @@ func kafkaSh(ctx context.Context, extraEnv []string, args ...string) (string, er
 	return stdout.String(), nil
 }
 
-func lastLine(s string) string {
+// LastLine returns the last non-empty line of s (kafka.sh prints the env
+// file's path there).
+func LastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
@@ -247,18 +251,18 @@ func Dedicated(t testing.TB) *DedicatedBroker {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if _, err := kafkaSh(ctx, extra, "down"); err != nil {
+		if _, err := KafkaSh(ctx, extra, "down"); err != nil {
 			t.Errorf("kafkatest: stopping dedicated broker: %v", err)
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := kafkaSh(ctx, extra, "up")
+	out, err := KafkaSh(ctx, extra, "up")
 	if err != nil {
 		t.Fatalf("kafkatest: starting dedicated broker: %v", err)
 	}
-	env, err := ReadEnvFile(lastLine(out))
+	env, err := ReadEnvFile(LastLine(out))
 	if err != nil {
 		t.Fatalf("kafkatest: dedicated broker: %v", err)
 	}
@@ -275,7 +279,7 @@ func (d *DedicatedBroker) Stop() {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := kafkaSh(ctx, []string{"KAFKA_INSTANCE_DIR=" + d.dir, "KAFKA_HEAP=384m"}, "stop-broker"); err != nil {
+	if _, err := KafkaSh(ctx, []string{"KAFKA_INSTANCE_DIR=" + d.dir, "KAFKA_HEAP=384m"}, "stop-broker"); err != nil {
 		d.t.Fatalf("kafkatest: stop dedicated broker: %v", err)
 	}
 }
@@ -286,7 +290,7 @@ func (d *DedicatedBroker) Start() {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := kafkaSh(ctx, []string{"KAFKA_INSTANCE_DIR=" + d.dir, "KAFKA_HEAP=384m"}, "start-broker"); err != nil {
+	if _, err := KafkaSh(ctx, []string{"KAFKA_INSTANCE_DIR=" + d.dir, "KAFKA_HEAP=384m"}, "start-broker"); err != nil {
 		d.t.Fatalf("kafkatest: restart dedicated broker: %v", err)
 	}
 }
@@ -311,18 +315,18 @@ func Cluster(t testing.TB) *ClusterHandle {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if _, err := kafkaSh(ctx, extra, "cluster-down"); err != nil {
+		if _, err := KafkaSh(ctx, extra, "cluster-down"); err != nil {
 			t.Errorf("kafkatest: stopping cluster: %v", err)
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := kafkaSh(ctx, extra, "cluster-up")
+	out, err := KafkaSh(ctx, extra, "cluster-up")
 	if err != nil {
 		t.Fatalf("kafkatest: starting cluster: %v", err)
 	}
-	env, err := ReadEnvFile(lastLine(out))
+	env, err := ReadEnvFile(LastLine(out))
 	if err != nil {
 		t.Fatalf("kafkatest: cluster: %v", err)
 	}
@@ -344,7 +348,7 @@ func (c *ClusterHandle) StopNode(n int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := kafkaSh(ctx, []string{"KAFKA_CLUSTER_DIR=" + c.dir}, "node-stop", fmt.Sprint(n)); err != nil {
+	if _, err := KafkaSh(ctx, []string{"KAFKA_CLUSTER_DIR=" + c.dir}, "node-stop", fmt.Sprint(n)); err != nil {
 		c.t.Fatalf("kafkatest: stop node %d: %v", n, err)
 	}
 }
@@ -354,7 +358,7 @@ func (c *ClusterHandle) StartNode(n int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := kafkaSh(ctx, []string{"KAFKA_CLUSTER_DIR=" + c.dir}, "node-start", fmt.Sprint(n)); err != nil {
+	if _, err := KafkaSh(ctx, []string{"KAFKA_CLUSTER_DIR=" + c.dir}, "node-start", fmt.Sprint(n)); err != nil {
 		c.t.Fatalf("kafkatest: start node %d: %v", n, err)
 	}
 }

@@ -18,7 +18,6 @@ package faults
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -146,33 +145,11 @@ func TestMain(m *testing.M) {
 
 // ---------------------------------------------------------------- brokers
 
-// kafkaSh runs scripts/kafka.sh with args and extra environment.
+// kafkaSh runs scripts/kafka.sh (kafkatest.KafkaSh) within timeout.
 func kafkaSh(timeout time.Duration, extraEnv []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(repoRoot, "scripts", "kafka.sh")}, args...)...)
-	cmd.Dir = repoRoot
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "KAFKA_") {
-			continue // never inherit another instance's settings
-		}
-		env = append(env, kv)
-	}
-	cmd.Env = append(env, extraEnv...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("scripts/kafka.sh %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
+	return kafkatest.KafkaSh(ctx, extraEnv, args...)
 }
 
 func requireTools(t *testing.T) {
@@ -213,7 +190,7 @@ func sharedCluster(t *testing.T) *clusterInfo {
 			clusterErr = err
 			return
 		}
-		env, err := kafkatest.ReadEnvFile(lastLine(out))
+		env, err := kafkatest.ReadEnvFile(kafkatest.LastLine(out))
 		if err != nil {
 			clusterErr = err
 			return
@@ -272,7 +249,7 @@ func dedicated(t *testing.T, name string, extra ...string) *dedicatedBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.env, err = kafkatest.ReadEnvFile(lastLine(out)); err != nil {
+	if d.env, err = kafkatest.ReadEnvFile(kafkatest.LastLine(out)); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("dedicated broker %s ready in %s at %s", name, time.Since(t0).Round(time.Millisecond), d.env["KAFKA_BOOTSTRAP"])
