@@ -1,7 +1,6 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,30 +9,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-dp/switchboard/cli"
+	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the console's writer goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func testTree(t *testing.T) (*cli.Tree, *[]string) {
 	t.Helper()
@@ -75,7 +56,7 @@ func runConsole(t *testing.T, r Runner, input string, opts Options) (string, err
 		io.WriteString(pw, input)
 		pw.Close()
 	}()
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	opts.Stdin, opts.Stdout = pr, out
 	c, err := New(r, opts)
 	if err != nil {
@@ -149,7 +130,7 @@ func TestConsoleCloseFromOutside(t *testing.T) {
 	tree, _ := testTree(t)
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	c, err := New(tree, Options{Stdin: pr, Stdout: &lockedBuffer{}})
+	c, err := New(tree, Options{Stdin: pr, Stdout: &syncbuf.Buffer{}})
 	if err != nil {
 		t.Fatal(err)
 	}

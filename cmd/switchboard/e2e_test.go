@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/cli/remote"
+	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 )
 
 // The end-to-end tests build the real binary and drive it as an operator
@@ -67,24 +68,6 @@ func TestMain(m *testing.M) {
 	os.Exit(rc)
 }
 
-// syncBuffer collects a daemon's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one test's world: a config dir, a data dir, a short socket path and
 // a HOME for the console history.
 type env struct {
@@ -123,14 +106,14 @@ func (e *env) environ() []string {
 // daemonProc is a running "switchboard -f".
 type daemonProc struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *syncbuf.Buffer
 	done chan struct{}
 	err  error // Wait's result, valid after done
 }
 
 func (e *env) startDaemon(extra ...string) *daemonProc {
 	e.t.Helper()
-	d := &daemonProc{log: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemonProc{log: &syncbuf.Buffer{}, done: make(chan struct{})}
 	args := append([]string{"-f", "-C", e.conf, "-D", e.data, "-s", e.sock}, extra...)
 	d.cmd = exec.Command(e.bin, args...)
 	d.cmd.Env = e.environ()

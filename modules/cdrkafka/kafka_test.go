@@ -21,18 +21,10 @@ import (
 
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
+	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 )
-
-// syncBuf is a goroutine-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // hostRig runs res_kafka + cdr + cdr_kafka in a core.Host.
 type hostRig struct {
@@ -40,7 +32,7 @@ type hostRig struct {
 	h       *core.Host
 	eng     *cdr.Engine
 	mod     *Module
-	logs    *syncBuf
+	logs    *syncbuf.Buffer
 	cfgDir  string
 	dataDir string
 }
@@ -64,7 +56,7 @@ func startRigTB(t testing.TB, kafkaConfText, cdrConf, dataDir string) *hostRig {
 	os.WriteFile(filepath.Join(dir, "kafka.conf"), []byte(kafkaConfText), 0o600)
 	os.WriteFile(filepath.Join(dir, ConfigFile), []byte(cdrConf), 0o600)
 	os.WriteFile(filepath.Join(dir, "modules.conf"), []byte("[modules]\nautoload = yes\n"), 0o600)
-	logs := &syncBuf{}
+	logs := &syncbuf.Buffer{}
 	reg := core.NewRegistry()
 	if err := reg.Register(reskafka.Info(), cdr.Info(), Info()); err != nil {
 		t.Fatal(err)

@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
+	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/cdrkafka"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
@@ -23,25 +23,13 @@ import (
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
 )
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // e2eRig is a host running the whole product against a broker.
 type e2eRig struct {
 	b        *kafkatest.Broker
 	h        *core.Host
 	capPath  string
 	cdrTopic string
-	logs     *lockedBuf
+	logs     *syncbuf.Buffer
 }
 
 // startE2E feeds the policy through the broker, starts res_kafka, cdr,
@@ -89,7 +77,7 @@ func startE2E(t testing.TB, queries int, onQueueFull string) *e2eRig {
 			t.Fatal(err)
 		}
 	}
-	logs := &lockedBuf{}
+	logs := &syncbuf.Buffer{}
 	h := core.New(core.Options{Registry: reg, ConfigDir: dir, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	ctx := context.Background()
 	if err := h.Start(ctx); err != nil {

@@ -8,37 +8,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testHost runs res_kafka alone in a host on kafka.conf text.
 type testHost struct {
 	t    testing.TB
 	h    *core.Host
 	m    *Module
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 	dir  string
 }
 
@@ -48,7 +30,7 @@ func startHost(t testing.TB, kafkaConf string) *testHost {
 	if err := os.WriteFile(filepath.Join(dir, "kafka.conf"), []byte(kafkaConf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := core.NewRegistry()
 	if err := reg.Register(Info()); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/cli/remote"
+	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 )
 
 func configDir(t *testing.T, helloConf string) string {
@@ -72,7 +73,7 @@ func TestServeAndCount(t *testing.T) {
 	}
 	defer os.RemoveAll(sockDir)
 	sock := filepath.Join(sockDir, "ctl")
-	var errOut syncBuffer
+	var errOut syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(context.Background(), []string{"-C", dir, "-s", sock}, &bytes.Buffer{}, &errOut) }()
 
