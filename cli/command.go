@@ -31,9 +31,6 @@ type Command struct {
 	owner string
 }
 
-// Owner returns the name of the module that registered the command.
-func (c *Command) Owner() string { return c.owner }
-
 // UsageError reports that a command was called with wrong arguments.
 type UsageError struct{ Msg string }
 

@@ -124,9 +124,6 @@ func New(opts Options) *Host {
 // Commands returns the host's command tree.
 func (h *Host) Commands() *cli.Tree { return h.tree }
 
-// Logger returns the host's logger.
-func (h *Host) Logger() *slog.Logger { return h.logger }
-
 // Run executes one CLI command line.
 func (h *Host) Run(ctx context.Context, line string, w io.Writer) error {
 	return h.tree.Run(ctx, w, line)
