@@ -89,8 +89,6 @@ func (c *conn) setConfig(cfg *Connection, bootstrap string) {
 
 func (c *conn) cfg() *Connection { return c.cfgp.Load() }
 
-func (c *conn) countDrop(reason int) { c.dropped[reason].Add(1) }
-
 func (c *conn) droppedTotal() int64 {
 	var n int64
 	for i := range c.dropped {

@@ -97,26 +97,6 @@ func (t *cbTable) put(e cbEntry) uintptr {
 	return uintptr(i) + 1
 }
 
-// putN stores n entries sharing one callback and opaque values from
-// opaque(i), writing their handles to out.
-func (t *cbTable) putN(out []uintptr, cb func(Delivery), opaque func(i int) any) {
-	t.mu.Lock()
-	for k := range out {
-		e := cbEntry{cb: cb, opaque: opaque(k)}
-		var i uint32
-		if n := len(t.free); n > 0 {
-			i = t.free[n-1]
-			t.free = t.free[:n-1]
-			t.ents[i] = e
-		} else {
-			i = uint32(len(t.ents))
-			t.ents = append(t.ents, e)
-		}
-		out[k] = uintptr(i) + 1
-	}
-	t.mu.Unlock()
-}
-
 // take removes and returns the entries of handles h (0: none) into out.
 func (t *cbTable) take(hs []uintptr, out []cbEntry) {
 	t.mu.Lock()
@@ -140,26 +120,31 @@ func (t *cbTable) take(hs []uintptr, out []cbEntry) {
 type Producer struct {
 	c *conn
 
-	mu    sync.RWMutex // held shared by Produce, exclusively to swap inner
+	mu    sync.RWMutex // held shared while inner is used, exclusively to swap it
 	inner *rdProducer
-	name  string // librdkafka instance name of inner
+	name  string      // librdkafka instance name of inner
+	ready atomic.Bool // inner exists (Produce's fast path)
 
+	st      stage // accepted messages on their way into inner (stage.go)
 	cbs     cbTable
 	space   spaceSignal
-	retired atomic.Int64 // messages still queued in replaced inner producers
 	created time.Time
 }
 
 func newProducerHandle(c *conn) *Producer {
-	return &Producer{c: c}
+	p := &Producer{c: c}
+	p.st.init()
+	return p
 }
 
 // Produce queues one message for topic. It never blocks on the network: the
 // key, value and headers are copied, and onDelivery (which may be nil) is
 // called from res_kafka's poll goroutine with the final outcome; it must be
-// cheap and must not block. When librdkafka's local queue is full, Produce
-// waits up to the connection's queue_full_timeout_ms for room and then
-// returns an error wrapping ErrQueueFull; the drop is counted.
+// cheap and must not block. When the local queue is full
+// (queue_buffering_max_messages or _kbytes of messages accepted and not yet
+// reported), Produce waits up to the connection's queue_full_timeout_ms for
+// room and then returns an error wrapping ErrQueueFull; the drop is counted.
+// A message larger than message_max_bytes is refused at once.
 func (p *Producer) Produce(topic string, key, value []byte, headers []Header, onDelivery func(Delivery)) error {
 	return p.ProduceOpaque(topic, key, value, headers, onDelivery, nil)
 }
@@ -168,56 +153,9 @@ func (p *Producer) Produce(topic string, key, value []byte, headers []Header, on
 // Delivery.Opaque, so a batching caller can use one callback for all its
 // messages.
 func (p *Producer) ProduceOpaque(topic string, key, value []byte, headers []Header, onDelivery func(Delivery), opaque any) error {
-	c := p.c
-	var h uintptr
-	if onDelivery != nil {
-		h = p.cbs.put(cbEntry{cb: onDelivery, opaque: opaque})
-	}
-	var deadline time.Time
-	var wait time.Duration
-	for {
-		p.mu.RLock()
-		inner := p.inner
-		if inner == nil {
-			p.mu.RUnlock()
-			var err error
-			if inner, err = p.ensure(); err != nil {
-				p.dropHandle(h)
-				c.countDrop(dropClosed)
-				return err
-			}
-			continue
-		}
-		rkt, err := inner.topic(topic)
-		var code int
-		if err == nil {
-			code = inner.produce(rkt, key, value, headers, h)
-		}
-		p.mu.RUnlock()
-		if err == nil && code == 0 {
-			c.produced.Add(1)
-			return nil
-		}
-		if err == nil && code == rdErrQueueFull {
-			now := time.Now()
-			if deadline.IsZero() {
-				deadline = now.Add(time.Duration(c.cfg().QueueFullTimeoutMs) * time.Millisecond)
-				wait = 200 * time.Microsecond
-			}
-			if !now.Before(deadline) {
-				p.dropHandle(h)
-				return p.queueFull(topic, 1)
-			}
-			p.waitSpace(inner, min(wait, deadline.Sub(now)))
-			wait = min(wait*2, 5*time.Millisecond)
-			continue
-		}
-		if err == nil {
-			err = kafka.NewError(kafka.ErrorCode(code), kafka.ErrorCode(code).String(), false)
-		}
-		p.dropHandle(h)
-		return p.rejected(topic, err, 1)
-	}
+	msg := [1]OutMessage{{Key: key, Value: value, Opaque: opaque}}
+	_, err := p.produce(topic, msg[:], headers, onDelivery)
+	return err
 }
 
 // OutMessage is one message of ProduceBatch.
@@ -228,126 +166,113 @@ type OutMessage struct {
 	Opaque any
 }
 
-// ProduceBatch queues msgs for topic with one call into librdkafka (the
-// keys and values are copied), each message as Produce would. onDelivery
-// (which may be nil) is called for every message with its outcome. When
-// librdkafka's local queue is full, ProduceBatch waits up to the
-// connection's queue_full_timeout_ms for room; it returns how many messages
-// it accepted (the first n of msgs) and, when n < len(msgs), an error
-// (wrapping ErrQueueFull after the wait); the rest are dropped and counted.
+// ProduceBatch queues msgs for topic (the keys and values are copied), each
+// message as Produce would, under one lock. onDelivery (which may be nil)
+// is called for every message with its outcome. When the local queue is
+// full, ProduceBatch waits up to the connection's queue_full_timeout_ms for
+// room (the wait starts again whenever some room was found); it returns how
+// many messages it accepted (the first n of msgs) and, when n < len(msgs),
+// an error (wrapping ErrQueueFull after the wait); the rest are dropped and
+// counted.
 func (p *Producer) ProduceBatch(topic string, msgs []OutMessage, onDelivery func(Delivery)) (int, error) {
+	return p.produce(topic, msgs, nil, onDelivery)
+}
+
+// produce stages msgs (each with headers) for the drainer.
+func (p *Producer) produce(topic string, msgs []OutMessage, headers []Header, onDelivery func(Delivery)) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
 	c := p.c
-	bs := batchPool.Get().(*batchBuf)
-	defer batchPool.Put(bs)
-	bs.pack(msgs)
-	var hs []uintptr
-	if onDelivery != nil {
-		if cap(bs.hs) < len(msgs) {
-			bs.hs = make([]uintptr, len(msgs))
+	if !p.ready.Load() {
+		if _, err := p.ensure(); err != nil {
+			c.dropped[dropClosed].Add(int64(len(msgs)))
+			return 0, err
 		}
-		hs = bs.hs[:len(msgs)]
-		p.cbs.putN(hs, onDelivery, func(i int) any { return msgs[i].Opaque })
+	}
+	cfg := c.cfg()
+	maxMsgs, maxBytes := int64(cfg.QueueBufferingMaxMessages), int64(cfg.QueueBufferingMaxKbytes)*1024
+	hsize := 0
+	for _, h := range headers {
+		hsize += len(h.Key) + len(h.Value)
+	}
+	s := &p.st
+	room := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.out < maxMsgs && s.outBytes < maxBytes && !s.fill.full()
 	}
 	done := 0
 	var deadline time.Time
 	var wait time.Duration
-	fail := func(err error) (int, error) {
-		if hs != nil {
-			for _, h := range hs[done:] {
-				p.dropHandle(h)
-			}
-		}
-		return done, err
-	}
 	for {
-		p.mu.RLock()
-		inner := p.inner
-		if inner == nil {
-			p.mu.RUnlock()
-			if _, err := p.ensure(); err != nil {
-				c.dropped[dropClosed].Add(int64(len(msgs) - done))
-				return fail(err)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.dropped[dropClosed].Add(int64(len(msgs) - done))
+			return done, fmt.Errorf("connection %s: %w", c.name, ErrClosed)
+		}
+		b := s.fill
+		wasEmpty := b.len() == 0
+		n := 0
+		tooBig := 0
+		stageFull := false
+		for i := done; i < len(msgs); i++ {
+			m := &msgs[i]
+			size := int64(len(m.Key) + len(m.Value))
+			if int(size)+hsize > cfg.MessageMaxBytes {
+				tooBig = int(size) + hsize
+				break
 			}
-			continue
-		}
-		rkt, err := inner.topic(topic)
-		var n int
-		var code int
-		if err == nil {
-			var ops []uintptr
-			if hs != nil {
-				ops = hs[done:]
+			if s.out >= maxMsgs || (s.outBytes+size > maxBytes && s.out > 0) {
+				break
 			}
-			n, code = inner.produceBatch(rkt, bs.buf, bs.offs[4*done:], ops)
+			if b.full() {
+				stageFull = true
+				break
+			}
+			var h uintptr
+			if onDelivery != nil {
+				h = p.cbs.put(cbEntry{cb: onDelivery, opaque: m.Opaque})
+			}
+			b.add(topic, m.Key, m.Value, headers, h)
+			s.out++
+			s.outBytes += size
+			n++
 		}
-		p.mu.RUnlock()
-		done += n
-		c.produced.Add(int64(n))
-		if err == nil && done == len(msgs) {
-			return done, nil
-		}
+		s.mu.Unlock()
 		if n > 0 {
+			if wasEmpty {
+				s.kick()
+			}
+			done += n
+			c.produced.Add(int64(n))
 			deadline = time.Time{}
 		}
-		if err == nil && code == rdErrQueueFull {
-			now := time.Now()
-			if deadline.IsZero() {
-				deadline = now.Add(time.Duration(c.cfg().QueueFullTimeoutMs) * time.Millisecond)
-				wait = 200 * time.Microsecond
+		if tooBig > 0 {
+			err := kafka.NewError(kafka.ErrMsgSizeTooLarge, fmt.Sprintf("message of %d bytes is larger than message_max_bytes %d", tooBig, cfg.MessageMaxBytes), false)
+			return done, p.rejected(topic, err, len(msgs)-done)
+		}
+		if done == len(msgs) {
+			return done, nil
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			bound := time.Duration(cfg.QueueFullTimeoutMs) * time.Millisecond
+			if stageFull {
+				// Only the stage is full: the drainer takes it in moments
+				// unless librdkafka refuses, i.e. its queue is full.
+				bound = max(bound, stageFullWait)
 			}
-			if !now.Before(deadline) {
-				return fail(p.queueFull(topic, len(msgs)-done))
-			}
-			p.waitSpace(inner, min(wait, deadline.Sub(now)))
-			wait = min(wait*2, 5*time.Millisecond)
-			continue
+			deadline = now.Add(bound)
+			wait = 200 * time.Microsecond
 		}
-		if err == nil {
-			err = kafka.NewError(kafka.ErrorCode(code), kafka.ErrorCode(code).String(), false)
+		if !now.Before(deadline) {
+			return done, p.queueFull(topic, len(msgs)-done)
 		}
-		return fail(p.rejected(topic, err, len(msgs)-done))
+		p.waitSpace(min(wait, deadline.Sub(now)), room)
+		wait = min(wait*2, 5*time.Millisecond)
 	}
-}
-
-// batchBuf packs a batch's keys and values for one cgo call.
-type batchBuf struct {
-	buf  []byte
-	offs []int32
-	hs   []uintptr
-}
-
-var batchPool = sync.Pool{New: func() any { return new(batchBuf) }}
-
-func (b *batchBuf) pack(msgs []OutMessage) {
-	size := 0
-	for i := range msgs {
-		size += len(msgs[i].Key) + len(msgs[i].Value)
-	}
-	if cap(b.buf) < size {
-		b.buf = make([]byte, 0, size)
-	}
-	if cap(b.offs) < 4*len(msgs) {
-		b.offs = make([]int32, 4*len(msgs))
-	}
-	buf, offs := b.buf[:0], b.offs[:4*len(msgs)]
-	for i := range msgs {
-		m := &msgs[i]
-		o := offs[4*i : 4*i+4]
-		o[0], o[1] = int32(len(buf)), int32(len(m.Key))
-		if len(m.Key) == 0 {
-			o[1] = -1
-		}
-		buf = append(buf, m.Key...)
-		o[2], o[3] = int32(len(buf)), int32(len(m.Value))
-		if m.Value == nil {
-			o[3] = -1
-		}
-		buf = append(buf, m.Value...)
-	}
-	b.buf, b.offs = buf, offs
 }
 
 // spaceSignal wakes producers waiting for room in a full queue as soon as
@@ -372,9 +297,9 @@ func (s *spaceSignal) broadcast() {
 	s.mu.Unlock()
 }
 
-// waitSpace waits until delivery reports were served or d passed, unless
-// inner has room already.
-func (p *Producer) waitSpace(inner *rdProducer, d time.Duration) {
+// waitSpace waits up to d until the poll goroutine served delivery reports
+// (which makes room), unless room (may be nil) says there is room already.
+func (p *Producer) waitSpace(d time.Duration, room func() bool) {
 	s := &p.space
 	s.waiters.Add(1)
 	defer s.waiters.Add(-1)
@@ -385,7 +310,7 @@ func (p *Producer) waitSpace(inner *rdProducer, d time.Duration) {
 	ch := s.ch
 	s.mu.Unlock()
 	p.c.m.poll.kick()
-	if inner.len() < p.c.cfg().QueueBufferingMaxMessages {
+	if room != nil && room() {
 		return // room was made before we armed the signal: retry now
 	}
 	t := time.NewTimer(d)
@@ -393,14 +318,6 @@ func (p *Producer) waitSpace(inner *rdProducer, d time.Duration) {
 	select {
 	case <-ch:
 	case <-t.C:
-	}
-}
-
-// dropHandle forgets the callback of a message librdkafka did not take.
-func (p *Producer) dropHandle(h uintptr) {
-	if h != 0 {
-		var e [1]cbEntry
-		p.cbs.take([]uintptr{h}, e[:])
 	}
 }
 
@@ -439,51 +356,45 @@ func (p *Producer) ensure() (*rdProducer, error) {
 		return nil, err
 	}
 	p.inner, p.name, p.created = kp, kp.String(), time.Now()
+	p.ready.Store(true)
+	p.startDrainer()
 	return kp, nil
 }
 
-// Flush waits up to timeout until every queued message has been delivered
+// Flush waits up to timeout until every accepted message has been delivered
 // or has failed (and its delivery callback has run), and returns how many
 // are still undelivered. It must not be called from a delivery callback.
 func (p *Producer) Flush(timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for {
-		p.mu.RLock()
-		inner := p.inner
-		if inner == nil {
-			p.mu.RUnlock()
-			return int(p.retired.Load())
-		}
+		left := p.Len()
 		remain := time.Until(deadline)
-		innerLeft := inner.flush(max(min(remain, 100*time.Millisecond), 0))
-		p.mu.RUnlock()
-		left := innerLeft + int(p.retired.Load())
-		if left == 0 {
-			// The last delivery reports were read; wait until the poll
-			// goroutine has finished handling them (callbacks ran).
-			p.c.m.poll.do(func() {})
-			return 0
-		}
-		if time.Now().After(deadline) {
+		if left == 0 || remain <= 0 {
 			return left
 		}
-		if innerLeft == 0 {
-			time.Sleep(time.Millisecond) // only replaced producers are draining
+		step := min(remain, 100*time.Millisecond)
+		if !p.st.waitDrained(step) {
+			continue
+		}
+		innerLeft := 0
+		p.mu.RLock()
+		if p.inner != nil {
+			// rd_kafka_flush also makes librdkafka send at once (no linger).
+			innerLeft = p.inner.flush(step)
+		}
+		p.mu.RUnlock()
+		if innerLeft == 0 && p.Len() > 0 {
+			// The poll goroutine is handling the last delivery reports, or
+			// a replaced producer is still draining.
+			p.waitSpace(min(time.Until(deadline), time.Millisecond), nil)
 		}
 	}
 }
 
-// Len returns how many messages are queued or in flight (including delivery
-// reports not yet handed to their callbacks).
-func (p *Producer) Len() int {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	n := int(p.retired.Load())
-	if p.inner != nil {
-		n += p.inner.len()
-	}
-	return n
-}
+// Len returns how many accepted messages are not yet reported: staged,
+// queued or in flight in librdkafka, or delivered with the delivery report
+// not yet handed to its callback.
+func (p *Producer) Len() int { return int(p.st.outstanding()) }
 
 // Connection returns the name of the producer's connection.
 func (p *Producer) Connection() string { return p.c.name }
@@ -509,16 +420,13 @@ func (p *Producer) swap(flushTimeout time.Duration) error {
 		return err
 	}
 	p.inner, p.name, p.created = kp, kp.String(), time.Now()
-	// Count the old queue as part of Len while it drains.
-	n := int64(old.len())
-	p.retired.Add(n)
+	n := old.len()
 	p.mu.Unlock()
 	m := p.c.m
 	m.retiring.Add(1)
 	go func() {
 		defer m.retiring.Done()
 		left := p.c.retire(p, old, flushTimeout)
-		p.retired.Add(-n)
 		if left > 0 {
 			m.logger.Error("kafka messages not delivered by the replaced producer", "connection", p.c.name, "undelivered", left)
 		} else {
@@ -528,15 +436,20 @@ func (p *Producer) swap(flushTimeout time.Duration) error {
 	return nil
 }
 
-// close flushes and closes the librdkafka producer; Produce then fails with
-// ErrClosed (the connection is marked closed first).
+// close hands over what is staged, then flushes and closes the librdkafka
+// producer, all within flushTimeout; Produce then fails with ErrClosed (the
+// connection is marked closed first). It returns how many messages were not
+// delivered.
 func (p *Producer) close(flushTimeout time.Duration) int {
+	deadline := time.Now().Add(flushTimeout)
+	left := p.stopStage(flushTimeout)
 	p.mu.Lock()
 	old := p.inner
 	p.inner = nil
+	p.ready.Store(false)
 	p.mu.Unlock()
 	if old == nil {
-		return 0
+		return left
 	}
-	return p.c.retire(p, old, flushTimeout)
+	return left + p.c.retire(p, old, max(time.Until(deadline), 0))
 }

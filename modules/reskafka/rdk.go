@@ -2,13 +2,15 @@ package reskafka
 
 // res_kafka's own producer: cgo straight on the librdkafka that
 // confluent-kafka-go links statically into the binary (header in
-// internal/rdkafka, same version). Produce is one cgo call into
-// rd_kafka_produce (RD_KAFKA_MSG_F_COPY); delivery reports are read in C
-// from librdkafka's event queue: successes of messages without a callback
-// are only counted, failures and messages with a callback are copied into a
-// Go-owned array in batches, with librdkafka's true message status. Errors,
-// statistics and log lines come from the same queue as events. The
-// consumer and admin clients stay on confluent-kafka-go.
+// internal/rdkafka, same version). Accepted messages reach librdkafka in
+// batches: Produce packs them into a stageBuf (stage.go) and one drainer
+// thread hands each batch over with one cgo call (sb_produce_staged,
+// RD_KAFKA_MSG_F_COPY). Delivery reports are read in C from librdkafka's
+// event queue: successes of messages without a callback are only counted,
+// failures and messages with a callback are copied into a Go-owned array in
+// batches, with librdkafka's true message status. Errors, statistics and
+// log lines come from the same queue as events. The consumer and admin
+// clients stay on confluent-kafka-go.
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/internal/rdkafka -O2
@@ -24,12 +26,13 @@ typedef struct {
 	int32_t partition;
 	int32_t err;
 	int32_t status;
-	int32_t pad;
+	int32_t size;     // key + value bytes
 } sb_dr;
 
 // sb_poll_res says what sb_poll found.
 typedef struct {
 	int64_t ok;       // delivered messages without a callback (not in out)
+	int64_t bytes;    // key + value bytes of every message reported
 	int32_t n;        // entries written to out
 	int32_t events;   // events handled
 	rd_kafka_event_t *other; // a non-DR event for Go (Go destroys it)
@@ -40,7 +43,7 @@ typedef struct {
 // call when out is full) and stops at the first event of another type,
 // which it returns for Go to handle.
 static void sb_poll(rd_kafka_queue_t *q, rd_kafka_event_t **cur, sb_dr *out, int cap, int max_events, sb_poll_res *res) {
-	res->ok = 0; res->n = 0; res->events = 0; res->other = NULL;
+	res->ok = 0; res->bytes = 0; res->n = 0; res->events = 0; res->other = NULL;
 	while (res->events < max_events) {
 		rd_kafka_event_t *ev = *cur;
 		if (ev == NULL) {
@@ -56,6 +59,7 @@ static void sb_poll(rd_kafka_queue_t *q, rd_kafka_event_t **cur, sb_dr *out, int
 		}
 		const rd_kafka_message_t *m;
 		while (res->n < cap && (m = rd_kafka_event_message_next(ev)) != NULL) {
+			res->bytes += (int64_t)m->len + (int64_t)m->key_len;
 			if (m->err == 0 && m->_private == NULL) {
 				res->ok++;
 				continue;
@@ -67,6 +71,7 @@ static void sb_poll(rd_kafka_queue_t *q, rd_kafka_event_t **cur, sb_dr *out, int
 			d->partition = m->partition;
 			d->err = m->err;
 			d->status = (int32_t)rd_kafka_message_status(m);
+			d->size = (int32_t)(m->len + m->key_len);
 		}
 		if (res->n >= cap)
 			return; // resume this event next time
@@ -76,51 +81,72 @@ static void sb_poll(rd_kafka_queue_t *q, rd_kafka_event_t **cur, sb_dr *out, int
 	}
 }
 
-static int sb_produce(rd_kafka_topic_t *rkt, char *val, size_t vlen, int vnull, char *key, size_t klen, uintptr_t opaque) {
-	if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-			vnull ? NULL : val, vlen, key, klen, (void *)opaque) == -1)
-		return rd_kafka_last_error();
-	return 0;
-}
+// sb_msg is one staged message: key (klen bytes, -1: none) then value
+// (vlen bytes, -1: null) at buf + off, then hn headers whose name and value
+// lengths are hdrs[2*hidx...]; their bytes follow the value.
+typedef struct {
+	int64_t off;
+	uintptr_t opaque;
+	int32_t topic;    // index into rkts
+	int32_t klen;
+	int32_t vlen;
+	int32_t hn;
+	int32_t hidx;
+	int32_t pad;
+} sb_msg;
 
-// sb_produce_batch produces n messages whose keys and values lie in buf at
-// the offsets in offs (4 int32 per message: key offset, key length or -1
-// for none, value offset, value length or -1 for null), opaque from
-// opaques (may be NULL). It stops at the first refusal and returns how many
-// were accepted; *errp holds the refusal's error code.
-static int sb_produce_batch(rd_kafka_topic_t *rkt, char *buf, int32_t *offs, uintptr_t *opaques, int n, int *errp) {
+// sb_produce_staged queues n staged messages (copied). It stops at the
+// first refusal and returns how many were accepted; *errp holds the
+// refusal's error code (RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC when the message's
+// topic handle is NULL).
+static int sb_produce_staged(rd_kafka_t *rk, rd_kafka_topic_t **rkts, char *buf, sb_msg *msgs, int32_t *hdrs, int n, int *errp) {
 	*errp = 0;
 	for (int i = 0; i < n; i++) {
-		int32_t *o = offs + 4 * i;
-		char *key = o[1] < 0 ? NULL : buf + o[0];
-		char *val = o[3] < 0 ? NULL : buf + o[2];
-		if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-				val, o[3] < 0 ? 0 : (size_t)o[3], key, o[1] < 0 ? 0 : (size_t)o[1],
-				opaques ? (void *)opaques[i] : NULL) == -1) {
-			*errp = rd_kafka_last_error();
+		sb_msg *m = &msgs[i];
+		rd_kafka_topic_t *rkt = rkts[m->topic];
+		if (rkt == NULL) {
+			*errp = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+			return i;
+		}
+		size_t klen = m->klen < 0 ? 0 : (size_t)m->klen;
+		size_t vlen = m->vlen < 0 ? 0 : (size_t)m->vlen;
+		char *key = m->klen < 0 ? NULL : buf + m->off;
+		char *val = m->vlen < 0 ? NULL : buf + m->off + klen;
+		if (m->hn == 0) {
+			if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+					val, vlen, key, klen, (void *)m->opaque) == -1) {
+				*errp = rd_kafka_last_error();
+				return i;
+			}
+			continue;
+		}
+		rd_kafka_headers_t *hs = rd_kafka_headers_new((size_t)m->hn);
+		char *p = buf + m->off + klen + vlen;
+		for (int k = 0; k < m->hn; k++) {
+			int32_t nl = hdrs[2 * (m->hidx + k)], hl = hdrs[2 * (m->hidx + k) + 1];
+			char *name = p;
+			p += nl;
+			char *hv = hl < 0 ? NULL : p;
+			if (hl > 0)
+				p += hl;
+			rd_kafka_header_add(hs, name, (ssize_t)nl, hv, hl < 0 ? 0 : (ssize_t)hl);
+		}
+		rd_kafka_resp_err_t err = rd_kafka_producev(rk,
+			RD_KAFKA_V_RKT(rkt),
+			RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			RD_KAFKA_V_VALUE(val, vlen),
+			RD_KAFKA_V_KEY(key, klen),
+			RD_KAFKA_V_HEADERS(hs),
+			RD_KAFKA_V_OPAQUE((void *)m->opaque),
+			RD_KAFKA_V_END);
+		if (err) {
+			rd_kafka_headers_destroy(hs);
+			*errp = err;
 			return i;
 		}
 	}
 	return n;
-}
-
-static int sb_produce_hdrs(rd_kafka_t *rk, rd_kafka_topic_t *rkt, char *val, size_t vlen, int vnull, char *key, size_t klen, rd_kafka_headers_t *hdrs, uintptr_t opaque) {
-	rd_kafka_resp_err_t err = rd_kafka_producev(rk,
-		RD_KAFKA_V_RKT(rkt),
-		RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_VALUE((vnull ? NULL : val), vlen),
-		RD_KAFKA_V_KEY(key, klen),
-		RD_KAFKA_V_HEADERS(hdrs),
-		RD_KAFKA_V_OPAQUE((void *)opaque),
-		RD_KAFKA_V_END);
-	if (err)
-		rd_kafka_headers_destroy(hdrs);
-	return err;
-}
-
-static int sb_header_add(rd_kafka_headers_t *hdrs, char *name, size_t nlen, char *val, size_t vlen, int vnull) {
-	return rd_kafka_header_add(hdrs, name, (ssize_t)nlen, vnull ? NULL : val, (ssize_t)vlen);
 }
 
 static rd_kafka_t *sb_new_producer(rd_kafka_conf_t *conf, char *errstr, size_t errlen) {
@@ -245,46 +271,115 @@ func rdError(code C.rd_kafka_resp_err_t) kafka.Error {
 	return kafka.NewError(kafka.ErrorCode(code), C.GoString(C.rd_kafka_err2str(code)), false)
 }
 
-// bytesArg returns a C pointer, length and null flag for b.
-func bytesArg(b []byte) (*C.char, C.size_t, C.int) {
-	if b == nil {
-		return nil, 0, 1
-	}
-	return (*C.char)(unsafe.Pointer(unsafe.SliceData(b))), C.size_t(len(b)), 0
+// stageBuf is a batch of accepted messages on their way into librdkafka:
+// keys, values and headers packed in buf, one sb_msg per message. Only the
+// stage (stage.go) touches it, under its lock or as the drainer's batch.
+type stageBuf struct {
+	buf    []byte
+	msgs   []C.sb_msg
+	hdrs   []int32 // name length, value length (-1: null) of each header
+	topics []string
+	last   int32 // index of the topic used last
+	rkts   []*C.rd_kafka_topic_t
+	terrs  []error
 }
 
-// produce queues one message (copied); code 0 means accepted.
-func (p *rdProducer) produce(rkt *C.rd_kafka_topic_t, key, value []byte, headers []Header, opaque uintptr) int {
-	vp, vl, vnull := bytesArg(value)
-	var kp *C.char
+// stageBufKeep is the buffer capacity kept across batches; a message that
+// grew a buffer beyond it gives the memory back.
+const stageBufKeep = 4 * stageMaxBytes
+
+func (b *stageBuf) topicIndex(topic string) int32 {
+	if int(b.last) < len(b.topics) && b.topics[b.last] == topic {
+		return b.last
+	}
+	for i, t := range b.topics {
+		if t == topic {
+			b.last = int32(i)
+			return b.last
+		}
+	}
+	b.topics = append(b.topics, topic)
+	b.last = int32(len(b.topics) - 1)
+	return b.last
+}
+
+// add appends one message (copied) whose delivery handle is h.
+func (b *stageBuf) add(topic string, key, value []byte, headers []Header, h uintptr) {
+	m := C.sb_msg{off: C.int64_t(len(b.buf)), opaque: C.uintptr_t(h), topic: C.int32_t(b.topicIndex(topic)), klen: -1, vlen: -1}
 	if len(key) > 0 {
-		kp = (*C.char)(unsafe.Pointer(unsafe.SliceData(key)))
+		m.klen = C.int32_t(len(key))
+		b.buf = append(b.buf, key...)
 	}
-	if len(headers) == 0 {
-		return int(C.sb_produce(rkt, vp, vl, vnull, kp, C.size_t(len(key)), C.uintptr_t(opaque)))
+	if value != nil {
+		m.vlen = C.int32_t(len(value))
+		b.buf = append(b.buf, value...)
 	}
-	hdrs := C.rd_kafka_headers_new(C.size_t(len(headers)))
-	for _, h := range headers {
-		hp, hl, hnull := bytesArg(h.Value)
-		C.sb_header_add(hdrs, (*C.char)(unsafe.Pointer(unsafe.StringData(h.Key))), C.size_t(len(h.Key)), hp, hl, hnull)
+	if len(headers) > 0 {
+		m.hn, m.hidx = C.int32_t(len(headers)), C.int32_t(len(b.hdrs)/2)
+		for _, hd := range headers {
+			vl := int32(-1)
+			if hd.Value != nil {
+				vl = int32(len(hd.Value))
+			}
+			b.hdrs = append(b.hdrs, int32(len(hd.Key)), vl)
+			b.buf = append(b.buf, hd.Key...)
+			b.buf = append(b.buf, hd.Value...)
+		}
 	}
-	return int(C.sb_produce_hdrs(p.rk, rkt, vp, vl, vnull, kp, C.size_t(len(key)), hdrs, C.uintptr_t(opaque)))
+	b.msgs = append(b.msgs, m)
 }
 
-// produceBatch queues msgs packed in buf (see sb_produce_batch); it returns
-// how many were accepted and the error code of the first refusal.
-func (p *rdProducer) produceBatch(rkt *C.rd_kafka_topic_t, buf []byte, offs []int32, opaques []uintptr) (int, int) {
-	var errc C.int
+// len returns how many messages the batch holds.
+func (b *stageBuf) len() int { return len(b.msgs) }
+
+// msg returns message i's delivery handle, topic and key + value size.
+func (b *stageBuf) msg(i int) (h uintptr, topic string, size int64) {
+	m := &b.msgs[i]
+	return uintptr(m.opaque), b.topics[m.topic], int64(max(m.klen, 0)) + int64(max(m.vlen, 0))
+}
+
+// reset empties the batch for reuse.
+func (b *stageBuf) reset() {
+	if cap(b.buf) > stageBufKeep {
+		b.buf, b.msgs, b.hdrs = nil, nil, nil
+	}
+	clear(b.topics)
+	clear(b.terrs)
+	b.buf, b.msgs, b.hdrs, b.topics, b.last = b.buf[:0], b.msgs[:0], b.hdrs[:0], b.topics[:0], 0
+}
+
+// produceStaged queues messages from..to-1 of b (copied); it returns how
+// many it accepted and the error of the refusal that stopped it.
+func (p *rdProducer) produceStaged(b *stageBuf, from, to int) (int, error) {
+	if cap(b.rkts) < len(b.topics) {
+		b.rkts, b.terrs = make([]*C.rd_kafka_topic_t, len(b.topics)), make([]error, len(b.topics))
+	}
+	b.rkts, b.terrs = b.rkts[:len(b.topics)], b.terrs[:len(b.topics)]
+	for i, name := range b.topics {
+		b.rkts[i], b.terrs[i] = nil, nil
+		if t, err := p.topic(name); err == nil {
+			b.rkts[i] = t
+		} else {
+			b.terrs[i] = fmt.Errorf("topic %s: %w", name, err)
+		}
+	}
 	var bp *C.char
-	if len(buf) > 0 {
-		bp = (*C.char)(unsafe.Pointer(&buf[0]))
+	if len(b.buf) > 0 {
+		bp = (*C.char)(unsafe.Pointer(&b.buf[0]))
 	}
-	var op *C.uintptr_t
-	if opaques != nil {
-		op = (*C.uintptr_t)(unsafe.Pointer(&opaques[0]))
+	var hp *C.int32_t
+	if len(b.hdrs) > 0 {
+		hp = (*C.int32_t)(unsafe.Pointer(&b.hdrs[0]))
 	}
-	n := C.sb_produce_batch(rkt, bp, (*C.int32_t)(unsafe.Pointer(&offs[0])), op, C.int(len(offs)/4), &errc)
-	return int(n), int(errc)
+	var errc C.int
+	n := int(C.sb_produce_staged(p.rk, &b.rkts[0], bp, &b.msgs[from], hp, C.int(to-from), &errc))
+	if errc == 0 {
+		return n, nil
+	}
+	if t := b.msgs[from+n].topic; b.terrs[t] != nil {
+		return n, b.terrs[t]
+	}
+	return n, rdError(C.rd_kafka_resp_err_t(errc))
 }
 
 // len is rd_kafka_outq_len: messages queued or in flight plus events not
@@ -307,6 +402,7 @@ func (p *rdProducer) purge() {
 // rdEvent is what one poll step found.
 type rdEvent struct {
 	ok     int64     // successful deliveries without a callback
+	bytes  int64     // key + value bytes of every message reported
 	drs    []C.sb_dr // other delivery reports
 	events int       // events served
 	err    *kafka.Error
@@ -324,7 +420,7 @@ func (p *rdProducer) poll(maxEvents int) rdEvent {
 	}
 	var res C.sb_poll_res
 	C.sb_poll(p.q, &p.cur, &p.drs[0], C.int(len(p.drs)), C.int(maxEvents), &res)
-	ev := rdEvent{ok: int64(res.ok), drs: p.drs[:res.n], events: int(res.events)}
+	ev := rdEvent{ok: int64(res.ok), bytes: int64(res.bytes), drs: p.drs[:res.n], events: int(res.events)}
 	if o := res.other; o != nil {
 		switch C.rd_kafka_event_type(o) {
 		case C.RD_KAFKA_EVENT_ERROR:
@@ -382,10 +478,6 @@ func rdVersion() (linked, header int) {
 	return int(C.rd_kafka_version()), int(C.RD_KAFKA_VERSION)
 }
 
-const (
-	rdErrQueueFull = int(C.RD_KAFKA_RESP_ERR__QUEUE_FULL)
-)
-
 // serve runs one poll step of the connection's librdkafka producer kp
 // (behind handle p) and handles what it found; it returns how much work
 // there was (0: the queue was empty).
@@ -398,7 +490,9 @@ func (c *conn) serve(p *Producer, kp *rdProducer, maxEvents int) int {
 	if len(ev.drs) > 0 {
 		c.deliveries(p, kp, ev.drs)
 	}
-	if ev.ok > 0 || len(ev.drs) > 0 {
+	if n := ev.ok + int64(len(ev.drs)); n > 0 {
+		// After the callbacks ran: Flush returns once they did.
+		p.st.reported(n, ev.bytes)
 		p.space.broadcast()
 	}
 	if ev.err != nil {
