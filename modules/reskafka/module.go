@@ -6,9 +6,10 @@
 // # Goroutines
 //
 // Producers are res_kafka's own thin cgo layer on the librdkafka that
-// confluent-kafka-go links (rdk.go): Produce is one call into
-// rd_kafka_produce, ProduceBatch one call for a whole batch. res_kafka's
-// single poll goroutine serves every producer's librdkafka event queue
+// confluent-kafka-go links (rdk.go). Produce and ProduceBatch copy messages
+// into the producer's stage (stage.go) and return; one drainer goroutine
+// per producer, locked to its thread, hands the staged batches to
+// librdkafka with one cgo call per chunk. res_kafka's single poll goroutine serves every producer's librdkafka event queue
 // (delivery reports, read in C in batches: successes without a callback are
 // only counted; errors, statistics, log lines) and the log channel of the
 // confluent-kafka-go consumers and admin clients (period poll_interval_ms,
