@@ -26,6 +26,7 @@ type poller struct {
 	mu      sync.Mutex
 	clients map[*rdProducer]pollClient
 	changed bool
+	later   []func() // run on the poll goroutine (see runLater)
 
 	pipeR *os.File // read by a goroutine that kicks the poller
 	pipeW int      // librdkafka queues write here when they become non-empty
@@ -87,6 +88,28 @@ func (p *poller) remove(kp *rdProducer) {
 	p.do(func() {})
 }
 
+// runLater has f run on the poll goroutine without waiting for it (safe to
+// call from the poll goroutine itself, e.g. from a delivery callback).
+func (p *poller) runLater(f func()) {
+	p.mu.Lock()
+	p.later = append(p.later, f)
+	p.mu.Unlock()
+	p.kick()
+}
+
+// runPending runs what runLater queued (poll goroutine, or the stopping
+// goroutine once it has exited).
+func (p *poller) runPending() int {
+	p.mu.Lock()
+	fs := p.later
+	p.later = nil
+	p.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+	return len(fs)
+}
+
 // do runs f on the poll goroutine and waits for it (or runs it here when the
 // goroutine has stopped).
 func (p *poller) do(f func()) {
@@ -118,6 +141,7 @@ func (p *poller) start() {
 func (p *poller) shutdown() {
 	close(p.stop)
 	<-p.done
+	p.runPending()
 	if p.pipeR != nil {
 		_ = syscall.Close(p.pipeW)
 		p.pipeR.Close()
@@ -147,7 +171,7 @@ func (p *poller) run() {
 		}
 		p.mu.Unlock()
 		// Drain without blocking while there is work.
-		n := 0
+		n := p.runPending()
 		for _, cl := range clients {
 			n += cl.c.serve(cl.p, cl.kp, 64)
 		}
@@ -165,6 +189,7 @@ func (p *poller) run() {
 		case <-p.stop:
 			return
 		case f := <-p.reqs:
+			p.runPending()
 			f()
 			continue
 		default:
@@ -181,6 +206,7 @@ func (p *poller) run() {
 		case <-p.stop:
 			return
 		case f := <-p.reqs:
+			p.runPending()
 			f()
 		case <-p.wake:
 		case <-ticker.C:

@@ -214,6 +214,7 @@ func (p *Producer) produce(topic string, msgs []OutMessage, headers []Header, on
 		}
 		b := s.fill
 		wasEmpty := b.len() == 0
+		direct := wasEmpty && !s.busy && len(msgs)-done >= directMin
 		n := 0
 		tooBig := 0
 		stageFull := false
@@ -240,11 +241,21 @@ func (p *Producer) produce(topic string, msgs []OutMessage, headers []Header, on
 			s.outBytes += size
 			n++
 		}
+		var mine *stageBuf
+		if direct && n >= directMin {
+			mine = s.takeLocked()
+		}
 		s.mu.Unlock()
-		if n > 0 {
-			if wasEmpty {
-				s.kick()
+		if mine != nil {
+			if p.push(mine, true) {
+				s.giveBack(mine)
+			} else {
+				s.handOver(mine)
 			}
+		} else if n > 0 && wasEmpty {
+			s.kick()
+		}
+		if n > 0 {
 			done += n
 			c.produced.Add(int64(n))
 			deadline = time.Time{}

@@ -280,6 +280,7 @@ type stageBuf struct {
 	hdrs   []int32 // name length, value length (-1: null) of each header
 	topics []string
 	last   int32 // index of the topic used last
+	pushed int   // messages already handed to librdkafka
 	rkts   []*C.rd_kafka_topic_t
 	terrs  []error
 }
@@ -345,7 +346,7 @@ func (b *stageBuf) reset() {
 	}
 	clear(b.topics)
 	clear(b.terrs)
-	b.buf, b.msgs, b.hdrs, b.topics, b.last = b.buf[:0], b.msgs[:0], b.hdrs[:0], b.topics[:0], 0
+	b.buf, b.msgs, b.hdrs, b.topics, b.last, b.pushed = b.buf[:0], b.msgs[:0], b.hdrs[:0], b.topics[:0], 0, 0
 }
 
 // produceStaged queues messages from..to-1 of b (copied); it returns how

@@ -22,15 +22,20 @@ import (
 // queue_buffering_max_messages / _kbytes from the moment Produce accepts it
 // until its delivery report was handled, so Produce's queue-full bound means
 // what it meant when it called librdkafka directly. Order is kept: one fill
-// buffer, one drainer, FIFO.
+// buffer, and one pusher at a time, FIFO.
+//
+// A batch of at least directMin messages (ProduceBatch, as cdr_kafka's) that
+// finds the stage empty and nobody pushing is pushed by its caller at once:
+// one cgo call per batch is cheap already, and waking the drainer's thread
+// for every batch would cost more than it saves.
 
 // A stage buffer is full at stageMaxMsgs messages or stageMaxBytes bytes
 // (small enough to stay in cache between Produce and the drainer); Produce
 // then waits for the drainer to take it, at least stageFullWait before it
 // reports a full queue.
 const (
-	stageMaxMsgs  = 4096
-	stageMaxBytes = 1 << 20
+	stageMaxMsgs  = 1024
+	stageMaxBytes = 256 << 10
 	stageFullWait = time.Second
 )
 
@@ -38,6 +43,9 @@ const (
 func (b *stageBuf) full() bool {
 	return len(b.msgs) >= stageMaxMsgs || len(b.buf) >= stageMaxBytes
 }
+
+// directMin is the smallest batch its caller pushes itself.
+const directMin = 32
 
 // pushChunk is how many messages the drainer hands over per cgo call (the
 // producer handle's read lock is held for one chunk).
@@ -48,7 +56,8 @@ type stage struct {
 	mu       sync.Mutex
 	fill     *stageBuf // Produce appends here
 	spare    *stageBuf // the drainer's next buffer (nil while it holds it)
-	busy     bool      // the drainer is handing over a batch
+	busy     bool      // a pusher (the drainer or a direct caller) holds a batch
+	handoff  *stageBuf // a direct caller's unfinished batch, for the drainer
 	closed   bool      // no more messages (the producer closes)
 	running  bool      // the drainer goroutine was started
 	out      int64     // accepted messages not yet reported (staged + in librdkafka)
@@ -119,6 +128,43 @@ func (s *stage) waitDrained(d time.Duration) bool {
 	}
 }
 
+// takeLocked makes the caller the pusher of the fill buffer and returns it;
+// nil when it is empty or another pusher is busy (s.mu held).
+func (s *stage) takeLocked() *stageBuf {
+	if s.busy || len(s.fill.msgs) == 0 {
+		return nil
+	}
+	b := s.fill
+	s.fill, s.spare, s.busy = s.spare, nil, true
+	return b
+}
+
+// giveBack ends a push of b: b becomes the spare buffer, and whatever was
+// staged meanwhile goes to the drainer.
+func (s *stage) giveBack(b *stageBuf) {
+	b.reset()
+	s.mu.Lock()
+	s.spare, s.busy = b, false
+	more := len(s.fill.msgs) > 0
+	if !more && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+	if more {
+		s.kick()
+	}
+}
+
+// handOver passes a batch its direct caller could not finish to the
+// drainer, which stays the pusher until the batch got through.
+func (s *stage) handOver(b *stageBuf) {
+	s.mu.Lock()
+	s.handoff = b
+	s.mu.Unlock()
+	s.kick()
+}
+
 // startDrainer starts the drainer once (under p.mu, with the first inner
 // producer).
 func (p *Producer) startDrainer() {
@@ -147,41 +193,37 @@ func (p *Producer) drain() {
 		}
 		for {
 			s.mu.Lock()
-			b := s.fill
-			if len(b.msgs) == 0 {
-				s.busy = false
-				if s.idle != nil {
-					close(s.idle)
-					s.idle = nil
-				}
-				s.mu.Unlock()
-				break
+			b := s.handoff
+			s.handoff = nil
+			if b == nil {
+				b = s.takeLocked()
 			}
-			s.fill, s.spare, s.busy = s.spare, nil, true
 			s.mu.Unlock()
+			if b == nil {
+				break // empty, or a direct caller is pushing (it kicks when done)
+			}
 			p.space.broadcast() // room for producers waiting on a full stage
-			p.push(b)
-			b.reset()
-			s.mu.Lock()
-			s.spare = b
-			s.mu.Unlock()
+			p.push(b, false)
+			s.giveBack(b)
 		}
 	}
 }
 
-// push hands batch b to librdkafka. On a full librdkafka queue it waits for
-// room (the messages were accepted: they are never dropped for lack of
-// room); a message librdkafka refuses for another reason fails (counted,
-// logged, its callback told), and so does everything when the producer is
-// closing and gave up waiting (abort).
-func (p *Producer) push(b *stageBuf) {
+// push hands batch b (from b.pushed on) to librdkafka and reports whether
+// it got through. On a full librdkafka queue the drainer waits for room (the
+// messages were accepted: they are never dropped for lack of room), while a
+// direct caller stops there and leaves the rest to the drainer (handOver),
+// so that Produce never blocks. A message librdkafka refuses for another
+// reason fails (counted, logged, its callback told), and so does everything
+// when the producer is closing and gave up waiting (abort).
+func (p *Producer) push(b *stageBuf, direct bool) bool {
 	n := b.len()
 	wait := 200 * time.Microsecond
-	for done := 0; done < n; {
+	for done := b.pushed; done < n; {
 		if p.st.abort.Load() {
 			p.st.aborted.Add(int64(n - done))
 			p.failStaged(b, done, n, kafka.NewError(kafka.ErrPurgeQueue, "message purged: producer closed before it was queued", false))
-			return
+			return true
 		}
 		p.mu.RLock()
 		kp := p.inner
@@ -189,7 +231,7 @@ func (p *Producer) push(b *stageBuf) {
 			p.mu.RUnlock()
 			if _, err := p.ensure(); err != nil {
 				p.failStaged(b, done, n, err)
-				return
+				return true
 			}
 			continue
 		}
@@ -201,6 +243,10 @@ func (p *Producer) push(b *stageBuf) {
 		case err == nil:
 			wait = 200 * time.Microsecond
 		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull:
+			if direct {
+				b.pushed = done
+				return false
+			}
 			p.waitSpace(wait, nil)
 			wait = min(wait*2, 5*time.Millisecond)
 		default:
@@ -208,6 +254,7 @@ func (p *Producer) push(b *stageBuf) {
 			done++
 		}
 	}
+	return true
 }
 
 // failStaged fails messages from..to-1 of b, which never reached
@@ -230,16 +277,17 @@ func (p *Producer) failStaged(b *stageBuf, from, to int, err error) {
 	c.setError(err)
 	c.m.lim.Warn("staged-fail:"+c.name, "kafka message failed before reaching librdkafka",
 		"connection", c.name, "topic", topics[0], "messages", n, "err", c.mask(err.Error()), "failed", c.failed.Load())
-	c.m.poll.do(func() {
+	c.m.poll.runLater(func() {
 		for i, e := range ents {
 			if e.cb != nil {
 				c.m.callback(c, e.cb, Delivery{Topic: topics[i], Partition: kafka.PartitionAny, Offset: int64(kafka.OffsetInvalid),
 					Err: err, Status: NotPersisted, Opaque: e.opaque})
 			}
 		}
+		// After the callbacks ran, as for delivery reports.
+		p.st.reported(int64(n), bytes)
+		p.space.broadcast()
 	})
-	p.st.reported(int64(n), bytes)
-	p.space.broadcast()
 }
 
 // stopStage closes the stage: nothing more is accepted, what is staged is
