@@ -99,6 +99,8 @@ typedef struct {
 // first refusal and returns how many were accepted; *errp holds the
 // refusal's error code (RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC when the message's
 // topic handle is NULL).
+static char sb_empty[1]; // an empty, non-NULL value (NULL would mean null)
+
 static int sb_produce_staged(rd_kafka_t *rk, rd_kafka_topic_t **rkts, char *buf, sb_msg *msgs, int32_t *hdrs, int n, int *errp) {
 	*errp = 0;
 	for (int i = 0; i < n; i++) {
@@ -111,7 +113,7 @@ static int sb_produce_staged(rd_kafka_t *rk, rd_kafka_topic_t **rkts, char *buf,
 		size_t klen = m->klen < 0 ? 0 : (size_t)m->klen;
 		size_t vlen = m->vlen < 0 ? 0 : (size_t)m->vlen;
 		char *key = m->klen < 0 ? NULL : buf + m->off;
-		char *val = m->vlen < 0 ? NULL : buf + m->off + klen;
+		char *val = m->vlen < 0 ? NULL : vlen == 0 ? sb_empty : buf + m->off + klen;
 		if (m->hn == 0) {
 			if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
 					val, vlen, key, klen, (void *)m->opaque) == -1) {
@@ -124,9 +126,9 @@ static int sb_produce_staged(rd_kafka_t *rk, rd_kafka_topic_t **rkts, char *buf,
 		char *p = buf + m->off + klen + vlen;
 		for (int k = 0; k < m->hn; k++) {
 			int32_t nl = hdrs[2 * (m->hidx + k)], hl = hdrs[2 * (m->hidx + k) + 1];
-			char *name = p;
+			char *name = nl == 0 ? sb_empty : p;
 			p += nl;
-			char *hv = hl < 0 ? NULL : p;
+			char *hv = hl < 0 ? NULL : hl == 0 ? sb_empty : p;
 			if (hl > 0)
 				p += hl;
 			rd_kafka_header_add(hs, name, (ssize_t)nl, hv, hl < 0 ? 0 : (ssize_t)hl);

@@ -36,18 +36,27 @@ queue_full_timeout_ms = 30000
 	}
 	const n = 20000
 	key := func(i int) []byte {
-		if i%3 == 0 {
+		if i%3 == 0 && i > 0 {
 			return []byte("k" + strconv.Itoa(i))
 		}
 		return nil
 	}
 	value := func(i int) []byte {
-		if i%11 == 5 {
+		switch {
+		case i == 0:
+			return []byte{} // empty, not null, alone in its batch (no bytes at all)
+		case i%11 == 5:
 			return nil
 		}
 		return []byte(strconv.Itoa(i))
 	}
-	for i := 0; i < n; {
+	if err := p.Produce(topic, nil, value(0), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if left := p.Flush(30 * time.Second); left != 0 {
+		t.Fatalf("first message undelivered")
+	}
+	for i := 1; i < n; {
 		if i%1000 == 500 {
 			var msgs []OutMessage
 			for j := i; j < i+100; j++ {
@@ -84,12 +93,12 @@ queue_full_timeout_ms = 30000
 			t.Fatalf("message %d at offset %d", i, m.Offset)
 		}
 		if string(m.Key) != string(key(i)) || (m.Key == nil) != (key(i) == nil) {
-			t.Fatalf("message %d: key %q, want %q", i, m.Key, key(i))
+			t.Fatalf("message %d: key %q (null %v), want %q (null %v)", i, m.Key, m.Key == nil, key(i), key(i) == nil)
 		}
 		if string(m.Value) != string(value(i)) || (m.Value == nil) != (value(i) == nil) {
-			t.Fatalf("message %d: value %q, want %q", i, m.Value, value(i))
+			t.Fatalf("message %d: value %q (null %v), want %q (null %v)", i, m.Value, m.Value == nil, value(i), value(i) == nil)
 		}
-		wantHdr := i%7 == 0 && (i%1000 < 500 || i%1000 >= 600)
+		wantHdr := i > 0 && i%7 == 0 && (i%1000 < 500 || i%1000 >= 600)
 		if wantHdr != (m.Headers != nil) || (wantHdr && m.Headers["seq"] != strconv.Itoa(i)) {
 			t.Fatalf("message %d: headers %v", i, m.Headers)
 		}
