@@ -57,6 +57,13 @@ func (f *fakeProducer) produce(key, value []byte, opaque any) error {
 	return nil
 }
 
+// callCount returns how many produceBatch calls were made.
+func (f *fakeProducer) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
 // produceBatch produces msgs one by one and stops at the first refusal, as
 // res_kafka's ProduceBatch does.
 func (f *fakeProducer) produceBatch(msgs []reskafka.OutMessage) (int, error) {
@@ -413,8 +420,8 @@ func TestBatchHandoverOneCall(t *testing.T) {
 		for i := range 30 {
 			p.Post(record(i))
 		}
-		if s := check(t, r.reg); s.Delivered != 30 || fp.calls != 3 {
-			t.Fatalf("calls %d, %+v", fp.calls, s)
+		if s := check(t, r.reg); s.Delivered != 30 || fp.callCount() != 3 {
+			t.Fatalf("calls %d, %+v", fp.callCount(), s)
 		}
 		p.Close()
 		r.stop()
@@ -430,8 +437,8 @@ func TestBatchHandoverOneCall(t *testing.T) {
 		}
 		// 4 accepted by the batch call, the 5th retried once, 6 dropped.
 		s := check(t, r.reg)
-		if s.Enqueued != 4 || s.DroppedBy[cdr.DropQueueFull] != 6 || fp.calls != 2 || r.k.queueFull.Load() != 1 || r.k.retried.Load() != 1 {
-			t.Fatalf("calls %d, %+v", fp.calls, s)
+		if s.Enqueued != 4 || s.DroppedBy[cdr.DropQueueFull] != 6 || fp.callCount() != 2 || r.k.queueFull.Load() != 1 || r.k.retried.Load() != 1 {
+			t.Fatalf("calls %d, %+v", fp.callCount(), s)
 		}
 		p.Close()
 		r.stop()
@@ -492,8 +499,8 @@ func TestBatchHandoverOneCall(t *testing.T) {
 		}
 		// 2 in the batch call, the 3rd refused, the other 7 one by one.
 		s := check(t, r.reg)
-		if s.Delivered != 9 || s.DroppedBy[cdr.DropProduceError] != 1 || fp.calls != 8 {
-			t.Fatalf("calls %d, %+v", fp.calls, s)
+		if s.Delivered != 9 || s.DroppedBy[cdr.DropProduceError] != 1 || fp.callCount() != 8 {
+			t.Fatalf("calls %d, %+v", fp.callCount(), s)
 		}
 		p.Close()
 		r.stop()
@@ -507,9 +514,12 @@ func TestBatchHandoverOneCall(t *testing.T) {
 		for i := range 10 {
 			p.Post(record(i))
 		}
+		// One call took 4 and the rest went to the spool; the replayer
+		// may already have tried the spooled rest again (queue still
+		// full), so later calls are not counted here.
 		s := check(t, r.reg)
-		if s.Enqueued != 4 || s.Spooled != 6 || fp.calls != 1 {
-			t.Fatalf("calls %d, %+v", fp.calls, s)
+		if s.Enqueued != 4 || s.Spooled != 6 || fp.callCount() < 1 {
+			t.Fatalf("calls %d, %+v", fp.callCount(), s)
 		}
 		deadline := time.Now().Add(10 * time.Second)
 		for check(t, r.reg).Delivered < 10 && time.Now().Before(deadline) {
