@@ -39,7 +39,19 @@ type hostRig struct {
 
 // kafkaConf returns a kafka.conf with one connection [cdr] to bootstrap.
 func kafkaConf(bootstrap string, extra string) string {
-	return fmt.Sprintf("[general]\nshutdown_flush_timeout_ms = 1000\n\n[cdr]\nbrokers = %s\nacks = 1\nlinger_ms = 5\ncompression_codec = snappy\nqueue_buffering_max_messages = 100000\nmessage_timeout_ms = 120000\n%s", bootstrap, extra)
+	return kafkaConfAcks(bootstrap, "acks = 1\n"+extra)
+}
+
+// kafkaConfOrdered is kafkaConf with the settings docs/DEPLOYMENT.md asks
+// for when one subscriber's CDRs must stay in order: without idempotence
+// librdkafka may reorder a partition's messages when it retries a request
+// while a later one is in flight.
+func kafkaConfOrdered(bootstrap string) string {
+	return kafkaConfAcks(bootstrap, "acks = -1\nenable_idempotence = yes\n")
+}
+
+func kafkaConfAcks(bootstrap, acks string) string {
+	return fmt.Sprintf("[general]\nshutdown_flush_timeout_ms = 1000\n\n[cdr]\nbrokers = %s\nlinger_ms = 5\ncompression_codec = snappy\nqueue_buffering_max_messages = 100000\nmessage_timeout_ms = 120000\n%s", bootstrap, acks)
 }
 
 func startRig(t *testing.T, kafkaConfText, cdrConf, dataDir string) *hostRig {
@@ -204,7 +216,7 @@ func TestKafkaWireFormatKeysOrder(t *testing.T) {
 		t.Run(form, func(t *testing.T) {
 			topic := kafkatest.UniqueTopic(t, "cdr")
 			kafkatest.CreateTopic(t, b.Bootstrap, topic, 3, 1)
-			r := startRig(t, kafkaConf(b.Bootstrap, ""), fmt.Sprintf("[general]\nconnection = cdr\ntopic = %s\nkey = %s\nbatch_max = 16\nflush_ms = 100\n", topic, form), "")
+			r := startRig(t, kafkaConfOrdered(b.Bootstrap), fmt.Sprintf("[general]\nconnection = cdr\ntopic = %s\nkey = %s\nbatch_max = 16\nflush_ms = 100\n", topic, form), "")
 			defer r.stop()
 			const subs, per = 12, 40
 			// Two workers, each owning some subscribers.

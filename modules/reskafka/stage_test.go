@@ -16,6 +16,8 @@ import (
 // null values) and ProduceBatch interleaved through a queue small enough to
 // fill, so the stage fills, waits and resumes mid-batch; kcat reads one
 // partition back and finds every message once, in order, byte for byte.
+// Idempotence is on because without it librdkafka itself may reorder a
+// partition when it retries a request while a later one is in flight.
 func TestStageKeepsOrderAndContent(t *testing.T) {
 	b := testBroker(t)
 	th := startHost(t, fmt.Sprintf(`
@@ -23,6 +25,8 @@ func TestStageKeepsOrderAndContent(t *testing.T) {
 [main]
 brokers = %s
 linger_ms = 1
+acks = -1
+enable_idempotence = yes
 queue_buffering_max_messages = 300
 queue_full_timeout_ms = 30000
 `, b.Bootstrap))
