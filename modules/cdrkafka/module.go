@@ -166,8 +166,8 @@ type resProducer struct {
 	cb    func(reskafka.Delivery)
 }
 
-// produceBatch hands msgs to res_kafka with one ProduceBatch call (one cgo
-// crossing per batch).
+// produceBatch hands msgs to res_kafka with one ProduceBatch call (one
+// lock, and one cgo crossing when res_kafka's stage is idle).
 func (r *resProducer) produceBatch(msgs []reskafka.OutMessage) (int, error) {
 	n, err := r.p.ProduceBatch(r.topic, msgs, r.cb)
 	if err != nil && errors.Is(err, reskafka.ErrQueueFull) {

@@ -9,12 +9,14 @@
 // confluent-kafka-go links (rdk.go). Produce and ProduceBatch copy messages
 // into the producer's stage (stage.go) and return; one drainer goroutine
 // per producer, locked to its thread, hands the staged batches to
-// librdkafka with one cgo call per chunk. res_kafka's single poll goroutine serves every producer's librdkafka event queue
-// (delivery reports, read in C in batches: successes without a callback are
-// only counted; errors, statistics, log lines) and the log channel of the
-// confluent-kafka-go consumers and admin clients (period poll_interval_ms,
-// default 100 ms, when idle; at once when librdkafka signals events through
-// a pipe), runs delivery callbacks and keeps state and counters.
+// librdkafka with one cgo call per chunk (a large batch that finds the stage
+// idle is handed over by its caller). res_kafka's single poll goroutine
+// serves every producer's librdkafka event queue (delivery reports, read in
+// C in batches: successes without a callback are only counted; errors,
+// statistics, log lines) and the log channel of the confluent-kafka-go
+// consumers and admin clients (period poll_interval_ms, default 100 ms,
+// when idle; at once when librdkafka signals events through a pipe), runs
+// delivery callbacks and keeps state and counters.
 //
 // Every subscription has its own poll goroutine (serving its consumer queue
 // and rebalances) and its own handler goroutine fed through a bounded queue
