@@ -605,8 +605,7 @@ func (s *spool) settle(seg *segment, index uint32, delivered bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if delivered {
-		seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, index)
-		seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, ^index)
+		seg.ack(index)
 	}
 	seg.outstanding.Add(-1)
 	s.maybeRemoveLocked(seg)
@@ -616,8 +615,7 @@ func (s *spool) settle(seg *segment, index uint32, delivered bool) {
 // all (late delivery report): it is acknowledged so it is not replayed.
 func (s *spool) ackSpooled(seg *segment, index uint32) {
 	s.mu.Lock()
-	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, index)
-	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, ^index)
+	seg.ack(index)
 	if s.closed { // the sync loop has stopped: write now
 		s.flushAcksLocked()
 	}
@@ -628,6 +626,18 @@ func (s *spool) maybeRemoveLocked(seg *segment) {
 	if !seg.readDone || seg.outstanding.Load() > 0 || seg == s.active {
 		return
 	}
+	s.removeLocked(seg)
+}
+
+// ack buffers the acknowledgement of record index (the index and its
+// complement, so that a torn write is recognised); spool.mu must be held.
+func (seg *segment) ack(index uint32) {
+	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, index)
+	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, ^index)
+}
+
+// removeLocked deletes segment seg (records and acks) and forgets it.
+func (s *spool) removeLocked(seg *segment) {
 	os.Remove(seg.path)
 	os.Remove(seg.ackPath())
 	seg.ackBuf = nil
@@ -645,8 +655,7 @@ func (s *spool) maybeRemoveLocked(seg *segment) {
 // are all acknowledged is removed.
 func (s *spool) ackJournal(seg *segment, index uint32) {
 	s.mu.Lock()
-	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, index)
-	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, ^index)
+	seg.ack(index)
 	seg.outstanding.Add(-1)
 	if s.closed { // the sync loop has stopped: write now
 		s.flushAcksLocked()
@@ -662,16 +671,7 @@ func (s *spool) maybeRemoveJournalLocked(seg *segment) {
 		return
 	}
 	seg.readDone = true // removed: never again
-	os.Remove(seg.path)
-	os.Remove(seg.ackPath())
-	seg.ackBuf = nil
-	s.bytes.Add(-seg.size)
-	for i, o := range s.segs {
-		if o == seg {
-			s.segs = append(s.segs[:i], s.segs[i+1:]...)
-			break
-		}
-	}
+	s.removeLocked(seg)
 }
 
 // journalOutstanding returns how many journal records await their ack.
