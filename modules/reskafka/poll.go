@@ -16,8 +16,8 @@ import (
 // and admin clients share, calls delivery callbacks, and keeps the
 // connections' state and counters. While events flow it drains without
 // sleeping; when idle it blocks until librdkafka signals a queue that
-// became non-empty (through a pipe), a request, or the poll interval for
-// housekeeping.
+// became non-empty (through a pipe), work is queued (runLater, do), or the
+// poll interval for housekeeping.
 type poller struct {
 	m        *Module
 	interval time.Duration
@@ -32,7 +32,6 @@ type poller struct {
 	pipeW int      // librdkafka queues write here when they become non-empty
 
 	wake chan struct{}
-	reqs chan func()
 	stop chan struct{}
 	done chan struct{}
 }
@@ -44,7 +43,6 @@ func newPoller(m *Module, interval time.Duration) *poller {
 		clients: map[*rdProducer]pollClient{},
 		pipeW:   -1,
 		wake:    make(chan struct{}, 1),
-		reqs:    make(chan func()),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -110,15 +108,16 @@ func (p *poller) runPending() int {
 	return len(fs)
 }
 
-// do runs f on the poll goroutine and waits for it (or runs it here when the
-// goroutine has stopped).
+// do runs f on the poll goroutine after what runLater queued before it, and
+// waits for it (or runs it here when the goroutine has stopped).
 func (p *poller) do(f func()) {
 	done := make(chan struct{})
+	p.runLater(func() { f(); close(done) })
 	select {
-	case p.reqs <- func() { f(); close(done) }:
-		<-done
+	case <-done:
 	case <-p.done:
-		f()
+		p.runPending() // unless the stopping goroutine runs it already
+		<-done
 	}
 }
 
@@ -188,10 +187,6 @@ func (p *poller) run() {
 		select {
 		case <-p.stop:
 			return
-		case f := <-p.reqs:
-			p.runPending()
-			f()
-			continue
 		default:
 		}
 		if time.Since(lastHousekeeping) >= p.interval {
@@ -205,9 +200,6 @@ func (p *poller) run() {
 		select {
 		case <-p.stop:
 			return
-		case f := <-p.reqs:
-			p.runPending()
-			f()
 		case <-p.wake:
 		case <-ticker.C:
 		case le := <-p.logs:
