@@ -159,11 +159,8 @@ func (mt *Matcher) handle(id uint, _, to uint64, _ uint, _ interface{}) error {
 func (mt *Matcher) fill(qnames [][]byte, idx []int, ok []bool) {
 	mt.buf = mt.buf[:0]
 	for _, i := range idx {
-		q := qnames[i]
-		if n := len(q); n > 0 && q[n-1] == '.' {
-			q = q[:n-1]
-		}
-		ok[i] = len(q) > 0 && len(q) <= MaxNameLen
+		var q []byte
+		q, ok[i] = lookupName(qnames[i])
 		if !ok[i] {
 			continue
 		}
@@ -457,14 +454,11 @@ func touchesDelta(s *Snapshot, g *GroupPolicy, q []byte) bool {
 	if gd.n == 0 && md.n == 0 {
 		return false
 	}
-	n := len(q)
-	if n > 0 && q[n-1] == '.' {
-		n--
-	}
-	if n == 0 || n > MaxNameLen {
+	q, valid := lookupName(q)
+	if !valid {
 		return false
 	}
-	q = q[:n]
+	n := len(q)
 	maxL := max(gd.maxLabels, md.maxLabels)
 	h := uint64(fnvOffset)
 	k := 0

@@ -239,14 +239,11 @@ func (s *Snapshot) collect(g *GroupPolicy, q []byte, ps []probe, pf bool) (_ []p
 		gb = g.tables.base
 		maxL = max(maxL, g.tables.maxLabels())
 	}
-	n := len(q)
-	if n > 0 && q[n-1] == '.' {
-		n--
-	}
-	if n == 0 || n > MaxNameLen || maxL == 0 {
+	q, valid := lookupName(q)
+	if !valid || maxL == 0 {
 		return ps, q, d, false
 	}
-	q = q[:n]
+	n := len(q)
 	mb := s.malicious.base
 	var acc uint32
 	h := uint64(fnvOffset)
@@ -407,14 +404,11 @@ func (s *Snapshot) decideSlow(g *GroupPolicy, q []byte) Decision {
 		d.Group = g.ID
 		gp = &g.tables
 	}
-	n := len(q)
-	if n > 0 && q[n-1] == '.' {
-		n--
-	}
-	if n == 0 || n > MaxNameLen {
+	q, valid := lookupName(q)
+	if !valid {
 		return d
 	}
-	q = q[:n]
+	n := len(q)
 	mp := &s.malicious
 	maxL := mp.maxLabels()
 	if gp != nil {
@@ -475,4 +469,13 @@ func (s *Snapshot) pick(d Decision, white, black, mal hit) Decision {
 		d.Confidence = sl.conf()
 	}
 	return d
+}
+
+// lookupName strips one trailing dot from q and reports whether the rest is
+// a name a lookup can match (1 to MaxNameLen bytes).
+func lookupName(q []byte) ([]byte, bool) {
+	if n := len(q); n > 0 && q[n-1] == '.' {
+		q = q[:n-1]
+	}
+	return q, len(q) > 0 && len(q) <= MaxNameLen
 }
