@@ -28,6 +28,8 @@ TEST_TIMEOUT ?= 30m
 TEST_FLAGS  ?= -race -count=1 -timeout $(TEST_TIMEOUT)
 PKGS        ?= ./...
 
+.DELETE_ON_ERROR:
+
 .PHONY: all build deps run demo-data bench vet test test-go test-faults kafka-up kafka-down kafka-cluster-up kafka-cluster-down kafka-version
 
 all: build
@@ -38,7 +40,7 @@ build:
 # run: the demo on the embedded broker (samples/cli.conf publishes the policy feed, waits
 # for the sync, then replays the capture). Data (spool, socket) under var/data.
 DEMO_DIR     ?= var/demo
-BLOCKLISTS   ?= ../shared/data/blocklists
+BLOCKLISTS   ?= testdata/blocklists
 DEMO_QUERIES ?= 200000
 DEMO_PPS     ?= 2000
 run: deps build demo-data
@@ -48,13 +50,19 @@ run: deps build demo-data
 deps:
 	@bash scripts/deps.sh
 
+# The demo data is rebuilt when a block list or a generator's source changes;
+# the generators write their output whole or not at all.
+LIST_FILES     := $(wildcard $(BLOCKLISTS)/*.txt $(BLOCKLISTS)/*.txt.gz)
+FEED_SOURCES   := $(wildcard cmd/mkpolicyfeed/*.go internal/blocklist/*.go internal/atomicfile/*.go modules/respolicy/message.go modules/respolicy/name.go)
+CAPTURE_SOURCES := $(wildcard cmd/mkcapture/*.go internal/blocklist/*.go internal/atomicfile/*.go modules/pktengine/capgen/*.go)
+
 demo-data: $(DEMO_DIR)/policy_feed.jsonl $(DEMO_DIR)/demo.pcap
 
-$(DEMO_DIR)/policy_feed.jsonl:
+$(DEMO_DIR)/policy_feed.jsonl: $(LIST_FILES) $(FEED_SOURCES)
 	@mkdir -p $(DEMO_DIR)
 	$(GO) run ./cmd/mkpolicyfeed -lists $(BLOCKLISTS) -o $@
 
-$(DEMO_DIR)/demo.pcap:
+$(DEMO_DIR)/demo.pcap: $(LIST_FILES) $(CAPTURE_SOURCES)
 	@mkdir -p $(DEMO_DIR)
 	$(GO) run ./cmd/mkcapture -n $(DEMO_QUERIES) -pps $(DEMO_PPS) -blocklists $(BLOCKLISTS) -o $@
 

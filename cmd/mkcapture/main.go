@@ -2,7 +2,7 @@
 // decoder tests: N queries from many subscribers for names drawn from real
 // block lists plus benign names, deterministic for a given seed.
 //
-//	mkcapture -n 1000000 -blocklists ../shared/data/blocklists -o /tmp/dns-1m.pcap
+//	mkcapture -n 1000000 -blocklists testdata/blocklists -o /tmp/dns-1m.pcap
 //	mkcapture -testdata modules/pktengine/dnsdecode/testdata/captures
 //
 // -testdata writes a small capture per supported link type/variant and, with
@@ -12,14 +12,19 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/switchboard-dp/switchboard/internal/atomicfile"
+	"github.com/switchboard-dp/switchboard/internal/blocklist"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 )
 
@@ -93,18 +98,22 @@ func splitList(s string) []string {
 	return out
 }
 
+// loadBlocklists reads one list file, or every list of a directory (plain
+// or gzip-compressed); a missing file or an empty directory is an error.
 func loadBlocklists(p string) ([]string, error) {
 	fi, err := os.Stat(p)
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	files := []string{p}
-	if fi.IsDir() {
-		files, _ = filepath.Glob(filepath.Join(p, "*.txt"))
+	if err == nil && fi.IsDir() {
+		if files, err = blocklist.Files(p); err != nil {
+			return nil, err
+		}
 	}
 	var all []string
 	for _, f := range files {
-		d, err := capgen.LoadDomains(f)
+		d, err := blocklist.Read(f)
 		if err != nil {
 			return nil, err
 		}
@@ -113,15 +122,12 @@ func loadBlocklists(p string) ([]string, error) {
 	return all, nil
 }
 
-func writeFile(path string, cfg capgen.Config) (capgen.Stats, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return capgen.Stats{}, err
-	}
-	st, err := capgen.Generate(f, cfg)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+// writeFile writes the capture whole or not at all.
+func writeFile(path string, cfg capgen.Config) (st capgen.Stats, err error) {
+	err = atomicfile.Write(path, func(w io.Writer) error {
+		st, err = capgen.Generate(w, cfg)
+		return err
+	})
 	return st, err
 }
 
@@ -175,7 +181,7 @@ func writeSuite(dir string) error {
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("tcpdump %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 		}
-		if err := os.WriteFile(base+".out", stdout.Bytes(), 0o644); err != nil {
+		if err := atomicfile.Write(base+".out", func(w io.Writer) error { _, err := w.Write(stdout.Bytes()); return err }); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "mkcapture: %s + %s.out\n", path, filepath.Base(base))

@@ -11,10 +11,13 @@
 //
 // Usage:
 //
-//	mkpolicyfeed [-lists ../shared/data/blocklists] [-o samples/policy_feed.jsonl] [-limit N]
+//	mkpolicyfeed [-lists testdata/blocklists] [-o policy_feed.jsonl] [-limit N]
 //
-// -limit keeps the first N domains of each list (0 = all). Lines of the lists
-// that are comments or not valid domains are skipped and counted on stderr.
+// The lists are read plain or gzip-compressed (phishing-nl.txt or
+// phishing-nl.txt.gz). A missing list is an error: nothing is written and the
+// exit status is 1. The output appears whole or not at all. -limit keeps the
+// first N domains of each list (0 = all). Lines of the lists that are not
+// valid domains are skipped and counted on stderr.
 package main
 
 import (
@@ -22,16 +25,18 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/switchboard-dp/switchboard/internal/atomicfile"
+	"github.com/switchboard-dp/switchboard/internal/blocklist"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
 )
 
 func main() {
-	lists := flag.String("lists", "../shared/data/blocklists", "directory of the block lists (one domain per line)")
-	out := flag.String("o", "samples/policy_feed.jsonl", "output file (- for stdout)")
+	lists := flag.String("lists", blocklist.Dir, "directory of the block lists (one domain per line, plain or .gz)")
+	out := flag.String("o", "policy_feed.jsonl", "output file (- for stdout)")
 	limit := flag.Int("limit", 0, "at most this many domains per list (0 = all)")
 	flag.Parse()
 	if err := run(*lists, *out, *limit); err != nil {
@@ -41,7 +46,7 @@ func main() {
 }
 
 type writer struct {
-	w *bufio.Writer
+	w io.Writer
 	n int
 }
 
@@ -51,31 +56,22 @@ func (w *writer) msg(m respolicy.Message) error {
 		return err
 	}
 	w.n++
-	if _, err := w.w.Write(b); err != nil {
-		return err
-	}
-	return w.w.WriteByte('\n')
+	_, err = w.w.Write(append(b, '\n'))
+	return err
 }
 
+// readList returns a list's valid domains, normalised, each once, at most
+// limit of them (0 = all), and how many entries were not valid domains.
 func readList(path string, limit int) ([]string, int, error) {
-	f, err := os.Open(path)
+	entries, err := blocklist.Read(path)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer f.Close()
 	var out []string
 	bad := 0
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		if fields := strings.Fields(l); len(fields) == 2 { // hosts format "0.0.0.0 domain"
-			l = fields[1]
-		}
-		d, err := respolicy.NormalizeDomain(l)
+	for _, e := range entries {
+		d, err := respolicy.NormalizeDomain(e)
 		if err != nil {
 			bad++
 			continue
@@ -89,23 +85,62 @@ func readList(path string, limit int) ([]string, int, error) {
 			break
 		}
 	}
-	return out, bad, sc.Err()
+	return out, bad, nil
+}
+
+// lists are the block lists the feed is built from, by role.
+type lists struct{ phishing, tracking, scam, ransomware []string }
+
+func readLists(dir string, limit int) (lists, error) {
+	var l lists
+	for _, e := range []struct {
+		name string
+		dst  *[]string
+	}{{"phishing-nl.txt", &l.phishing}, {"tracking-nl.txt", &l.tracking}, {"scam-nl.txt", &l.scam}, {"ransomware-nl.txt", &l.ransomware}} {
+		d, bad, err := readList(filepath.Join(dir, e.name), limit)
+		if err != nil {
+			return l, err
+		}
+		if len(d) == 0 {
+			return l, fmt.Errorf("block list %s: no valid domains", filepath.Join(dir, e.name))
+		}
+		fmt.Fprintf(os.Stderr, "%s: %d domains, %d invalid lines skipped\n", e.name, len(d), bad)
+		*e.dst = d
+	}
+	return l, nil
 }
 
 func run(dir, outPath string, limit int) error {
-	var f *os.File
-	if outPath == "-" {
-		f = os.Stdout
-	} else {
+	l, err := readLists(dir, limit)
+	if err != nil {
+		return err
+	}
+	n := 0
+	write := func(out io.Writer) error {
 		var err error
-		if f, err = os.Create(outPath); err != nil {
+		n, err = writeFeed(out, l)
+		return err
+	}
+	if outPath == "-" {
+		bw := bufio.NewWriter(os.Stdout)
+		if err := write(bw); err != nil {
 			return err
 		}
-		defer f.Close()
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	} else if err := atomicfile.Write(outPath, write); err != nil {
+		return err
 	}
-	w := &writer{w: bufio.NewWriterSize(f, 1<<20)}
-	add := func(g, d string, l respolicy.List, cat uint32) error {
-		return w.msg(respolicy.Message{Type: respolicy.TypeAddDomain, Group: g, Domain: d, List: l, Category: cat})
+	fmt.Fprintf(os.Stderr, "wrote %d messages to %s\n", n, outPath)
+	return nil
+}
+
+// writeFeed writes the whole feed and returns its number of messages.
+func writeFeed(out io.Writer, l lists) (int, error) {
+	w := &writer{w: out}
+	add := func(g, d string, list respolicy.List, cat uint32) error {
+		return w.msg(respolicy.Message{Type: respolicy.TypeAddDomain, Group: g, Domain: d, List: list, Category: cat})
 	}
 	sync := func(g string, body func() error) error {
 		if err := w.msg(respolicy.Message{Type: respolicy.TypeBeginSync, Group: g}); err != nil {
@@ -133,25 +168,15 @@ func run(dir, outPath string, limit int) error {
 		}
 		return w.msg(respolicy.Message{Type: respolicy.TypeRemoveDomain, Group: "enterprise_a", Domain: "youtube.com"})
 	}); err != nil {
-		return err
+		return 0, err
 	}
-	load := func(name string) []string {
-		d, bad, err := readList(filepath.Join(dir, name), limit)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "mkpolicyfeed: %s: %v (skipped)\n", name, err)
-			return nil
-		}
-		fmt.Fprintf(os.Stderr, "%s: %d domains, %d invalid lines skipped\n", name, len(d), bad)
-		return d
-	}
-	phishing, tracking, scam, ransomware := load("phishing-nl.txt"), load("tracking-nl.txt"), load("scam-nl.txt"), load("ransomware-nl.txt")
 	if err := sync("enterprise_b", func() error {
-		for _, d := range phishing {
+		for _, d := range l.phishing {
 			if err := add("enterprise_b", d, respolicy.ListBlacklist, 1); err != nil {
 				return err
 			}
 		}
-		for _, d := range tracking {
+		for _, d := range l.tracking {
 			if err := add("enterprise_b", d, respolicy.ListBlacklist, 2); err != nil {
 				return err
 			}
@@ -163,29 +188,25 @@ func run(dir, outPath string, limit int) error {
 		}
 		return nil
 	}); err != nil {
-		return err
+		return 0, err
 	}
 	if err := sync("default", func() error {
-		for _, d := range scam {
+		for _, d := range l.scam {
 			if err := add("default", d, respolicy.ListBlacklist, 8); err != nil {
 				return err
 			}
 		}
 		return nil
 	}); err != nil {
-		return err
+		return 0, err
 	}
-	for _, d := range ransomware {
+	for _, d := range l.ransomware {
 		if err := w.msg(respolicy.Message{Type: respolicy.TypeAddMalicious, Domain: d, List: respolicy.ListMalicious, Category: 4, Confidence: 95}); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if err := w.msg(respolicy.Message{Type: respolicy.TypeAddMalicious, Domain: "c2.evil.example", List: respolicy.ListMalicious, Category: 4, Confidence: 98}); err != nil {
-		return err
+		return 0, err
 	}
-	if err := w.w.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "wrote %d messages to %s\n", w.n, outPath)
-	return nil
+	return w.n, nil
 }

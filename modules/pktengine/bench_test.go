@@ -18,19 +18,15 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/internal/blocklist"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
 )
 
-// blocklistDir holds the real block lists (override with SWITCHBOARD_BLOCKLISTS).
-func blocklistDir() string {
-	if d := os.Getenv("SWITCHBOARD_BLOCKLISTS"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "..", "shared", "data", "blocklists")
-}
+// blocklistDir holds the real block lists the repository carries.
+func blocklistDir() string { return filepath.Join("..", "..", blocklist.Dir) }
 
 // benchPolicy is what the benchmarks decide against: res_policy running in a
 // host, seeded with up to `domains` block-list domains for group "family"
@@ -47,9 +43,9 @@ func newBenchPolicy(tb testing.TB, domains int) *benchPolicy {
 	tb.Helper()
 	dir := tb.TempDir()
 	load := func(name string) []string {
-		d, err := capgen.LoadDomains(filepath.Join(blocklistDir(), name))
+		d, err := blocklist.Read(filepath.Join(blocklistDir(), name))
 		if err != nil {
-			tb.Skipf("block lists not available: %v", err)
+			tb.Fatal(err)
 		}
 		return d
 	}

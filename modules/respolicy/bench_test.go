@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/blocklist"
 )
 
 // cpuTime returns the process's user+system CPU time. The benchmarks report
@@ -42,12 +44,12 @@ func reportHits(b *testing.B, mt *Matcher) {
 // random (so the tables are read at random, as real traffic spread over
 // many domains would).
 //
-//	go test -tags hyperscan_v54 -run '^$' -bench . -benchtime 2000000x ./modules/respolicy/
+//	go test -run '^$' -bench . -benchtime 2000000x ./modules/respolicy/
 //
 // Hyperscan's sub-benchmark compiles the 334k literals once (about 40 s and
 // several hundred MB); set RESPOLICY_BENCH_NO_HS=1 to skip it.
 
-const blockLists = "../../../shared/data/blocklists/"
+const blockLists = "../../" + blocklist.Dir + "/"
 
 var bench struct {
 	once    sync.Once
@@ -217,9 +219,6 @@ func loadBench(b *testing.B) {
 			start = e
 		}
 	})
-	if bench.store == nil {
-		b.Skip("block lists not found")
-	}
 }
 
 // hsBench returns a store whose group and malicious bases are compiled.

@@ -1,30 +1,22 @@
 package respolicy
 
 import (
-	"bufio"
-	"os"
-	"strings"
 	"testing"
+
+	"github.com/switchboard-dp/switchboard/internal/blocklist"
 )
 
 func loadList(tb testing.TB, path string) []string {
-	f, err := os.Open(path)
+	tb.Helper()
+	entries, err := blocklist.Read(path)
 	if err != nil {
-		tb.Skip(err)
+		tb.Fatal(err)
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || l[0] == '#' {
-			continue
+	for _, e := range entries {
+		if d, err := NormalizeDomain(e); err == nil {
+			out = append(out, d)
 		}
-		d, err := NormalizeDomain(l)
-		if err != nil {
-			continue
-		}
-		out = append(out, d)
 	}
 	return out
 }

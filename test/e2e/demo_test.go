@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dp/switchboard/internal/blocklist"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 )
 
@@ -43,10 +44,10 @@ func build(t *testing.T) (bin, feed, capture string) {
 	bin = filepath.Join(dir, "switchboard")
 	lists := blockLists(t)
 	for _, b := range [][]string{
-		{"build", "-tags", "hyperscan_v54", "-o", bin, "./cmd/switchboard"},
-		{"run", "-tags", "hyperscan_v54", "./cmd/mkpolicyfeed", "-lists", lists,
+		{"build", "-o", bin, "./cmd/switchboard"},
+		{"run", "./cmd/mkpolicyfeed", "-lists", lists,
 			"-limit", strconv.Itoa(feedLimit), "-o", filepath.Join(dir, "feed.jsonl")},
-		{"run", "-tags", "hyperscan_v54", "./cmd/mkcapture", "-n", strconv.Itoa(demoQueries), "-pps", "50000",
+		{"run", "./cmd/mkcapture", "-n", strconv.Itoa(demoQueries), "-pps", "50000",
 			"-blocklists", lists, "-o", filepath.Join(dir, "demo.pcap")},
 	} {
 		cmd := exec.Command("go", b...)
@@ -58,19 +59,12 @@ func build(t *testing.T) (bin, feed, capture string) {
 	return bin, filepath.Join(dir, "feed.jsonl"), filepath.Join(dir, "demo.pcap")
 }
 
-// blockLists finds the real block lists: $SWITCHBOARD_BLOCKLISTS, else
-// shared/data/blocklists beside the repository (where CI has them).
+// blockLists is the real block lists the repository carries.
 func blockLists(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("SWITCHBOARD_BLOCKLISTS")
-	if dir == "" {
-		dir = filepath.Join(repoRoot, "..", "shared", "data", "blocklists")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("block lists: %v (set SWITCHBOARD_BLOCKLISTS)", err)
-		}
-		t.Skipf("no block lists (%v); set SWITCHBOARD_BLOCKLISTS to run the demo scenario", err)
+	dir := filepath.Join(repoRoot, blocklist.Dir)
+	if _, err := blocklist.Files(dir); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }

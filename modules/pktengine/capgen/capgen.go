@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -83,35 +82,6 @@ var BenignDomains = []string{
 }
 
 var subLabels = []string{"www", "api", "cdn", "mail", "img", "static", "m", "login", "app", "edge"}
-
-// LoadDomains reads a block list: one domain per line, '#' comments, hosts
-// format ("0.0.0.0 domain") accepted.
-func LoadDomains(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = strings.TrimSpace(line[:i])
-		}
-		if line == "" {
-			continue
-		}
-		if fs := strings.Fields(line); len(fs) > 1 {
-			line = fs[len(fs)-1]
-		}
-		out = append(out, strings.ToLower(strings.TrimSuffix(line, ".")))
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return out, nil
-}
 
 // LinkTypes are the link types Generate writes, by name.
 var LinkTypes = map[string]layers.LinkType{

@@ -189,7 +189,7 @@ func TestUnsupportedLinkType(t *testing.T) {
 // capturePackets returns every packet of every capture in the test dirs, with
 // its link type.
 func capturePackets(t testing.TB) (pkts [][]byte, links []layers.LinkType) {
-	for _, dir := range captureDirs(t) {
+	for _, dir := range captureDirs() {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.pcap*"))
 		for _, fn := range files {
 			f, err := pcapfile.Open(fn)

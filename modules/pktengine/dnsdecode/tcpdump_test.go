@@ -15,21 +15,12 @@ import (
 )
 
 // captureDirs are the directories holding capture files with tcpdump's own
-// decoding beside them (<name>.pcap + <name>[-v...].out): the shared tcpdump
-// test-suite captures and our synthetic captures of the other link types
-// (regenerate with: go run ./cmd/mkcapture -testdata modules/pktengine/dnsdecode/testdata/captures).
-func captureDirs(t testing.TB) []string {
-	shared := os.Getenv("SWITCHBOARD_TCPDUMP_PCAPS")
-	if shared == "" {
-		shared = filepath.Join("..", "..", "..", "..", "shared", "data", "pcaps", "tcpdump")
-	}
-	dirs := []string{filepath.Join("testdata", "captures")}
-	if _, err := os.Stat(shared); err == nil {
-		dirs = append(dirs, shared)
-	} else {
-		t.Logf("shared tcpdump captures not found at %s (set SWITCHBOARD_TCPDUMP_PCAPS)", shared)
-	}
-	return dirs
+// decoding beside them (<name>.pcap + <name>[-v...].out): real DNS captures
+// from tcpdump's test suite (testdata/tcpdump, BSD licence beside them) and
+// our synthetic captures of the other link types (regenerate with:
+// go run ./cmd/mkcapture -testdata modules/pktengine/dnsdecode/testdata/captures).
+func captureDirs() []string {
+	return []string{filepath.Join("testdata", "captures"), filepath.Join("testdata", "tcpdump")}
 }
 
 // expectation is what tcpdump printed for one packet.
@@ -161,7 +152,7 @@ func portsFromName(path string) []uint16 {
 
 func TestMatchesTcpdump(t *testing.T) {
 	total := 0
-	for _, dir := range captureDirs(t) {
+	for _, dir := range captureDirs() {
 		outs, _ := filepath.Glob(filepath.Join(dir, "*.out"))
 		if len(outs) == 0 {
 			t.Errorf("no .out files in %s", dir)
