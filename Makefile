@@ -16,10 +16,6 @@
 
 SHELL := /bin/bash
 
-# gohs' literal API needs the hyperscan_v54 build tag (Debian libhyperscan-dev 5.4).
-GOFLAGS ?= -tags=hyperscan_v54
-export GOFLAGS
-
 GO          ?= go
 KAFKA_SH    := scripts/kafka.sh
 KAFKA_INSTANCE_DIR ?= /tmp/switchboard-kafka
@@ -126,7 +122,7 @@ test-faults:
 	trap cleanup EXIT; \
 	echo "=== make test-faults: brokers under $(FAULTS_DIR)"; \
 	FAULTS_DIR="$(FAULTS_DIR)" FAULTS_SUMMARY="$(FAULTS_DIR)/summary.txt" \
-		$(GO) test -tags hyperscan_v54,faults -count=1 -v -timeout $(FAULTS_TIMEOUT) -run '$(FAULTS_RUN)' ./test/faults/; \
+		$(GO) test -tags faults -count=1 -v -timeout $(FAULTS_TIMEOUT) -run '$(FAULTS_RUN)' ./test/faults/; \
 	status=$$?; \
 	echo "=== make test-faults: exit status $$status"; \
 	exit $$status

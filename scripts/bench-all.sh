@@ -50,7 +50,7 @@ ENGINE_DOMAINS=${BENCH_ENGINE_DOMAINS:-300000}
 KDIR=${BENCH_KAFKA_DIR:-/tmp/switchboard-bench-kafka}
 WORK=${BENCH_DIR:-/tmp/switchboard-bench-all}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
-export GOFLAGS="-mod=mod -tags=hyperscan_v54"
+export GOFLAGS="-mod=mod"
 mkdir -p "$WORK/logs"
 rm -f "$WORK"/logs/*
 

@@ -34,7 +34,7 @@ go build -o "$OUT/mkcapture" ./cmd/mkcapture
 if [ ! -s "$PCAP" ]; then
 	"$OUT/mkcapture" -n "$N" -seed 1 -blocklists "$BL" -o "$PCAP"
 fi
-go test -c -tags hyperscan_v54 -o "$OUT/pktengine.test" ./modules/pktengine
+go test -c -o "$OUT/pktengine.test" ./modules/pktengine
 cat "$PCAP" >/dev/null # page cache
 
 echo "capture: $PCAP ($N queries, $(du -h "$PCAP" | cut -f1)); $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -39,7 +39,7 @@ command -v kcat >/dev/null || { echo "kcat is not installed (apt-get install kca
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "building the res_kafka test binary..." >&2
-GOFLAGS="${GOFLAGS:--mod=mod}" go test -c -tags hyperscan_v54 -o "$work/reskafka.test" ./modules/reskafka/
+GOFLAGS="${GOFLAGS:--mod=mod}" go test -c -o "$work/reskafka.test" ./modules/reskafka/
 
 # N lines of SIZE bytes (plus the newline kcat splits on).
 python3 - "$N" "$SIZE" >"$work/payload" <<'PY'

@@ -244,7 +244,7 @@ def bm(name, unit):
 
 w("## 3. Policy lookup: res_policy hash tier vs Go map suffix walk (issue 6)")
 w("")
-w("One group's blacklist = the real phishing + tracking lists (/work/shared/data/blocklists, 334k distinct "
+w("One group's blacklist = the real phishing + tracking lists (testdata/blocklists, 334k distinct "
   "domains), ransomware as the malicious table. The Go map baseline implements the same rules "
   "(`TestGoMapBaselineAgrees`). Mixes over 64Ki names: *uniform* = ⅓ listed, ⅓ `www.<listed>`, ⅓ misses, "
   "spread over all 334k entries (cache-missing worst case); *traffic* = 98% popular unlisted names (Zipf), 2% "
@@ -253,9 +253,9 @@ w("One group's blacklist = the real phishing + tracking lists (/work/shared/data
 w("")
 w("```")
 hsv = "" if meta.get("policy_hs") == "1" else "RESPOLICY_BENCH_NO_HS=1 "
-w(f"cd modules/respolicy && {hsv}go test -tags hyperscan_v54 -run '^$' -bench '^BenchmarkLookup$' \\")
+w(f"cd modules/respolicy && {hsv}go test -run '^$' -bench '^BenchmarkLookup$' \\")
 w(f"    -benchtime {meta.get('policy_n')}x -count {meta.get('rounds')} -benchmem")
-w(f"cd modules/respolicy && go test -tags hyperscan_v54 -run '^$' -bench '^BenchmarkSyncComplete$' "
+w(f"cd modules/respolicy && go test -run '^$' -bench '^BenchmarkSyncComplete$' "
   f"-benchtime {meta.get('sync_n')}x -count {meta.get('rounds')}")
 w("```")
 w("")

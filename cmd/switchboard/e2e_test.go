@@ -44,7 +44,7 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(buildDir, "switchboard")
-		args := []string{"build", "-tags", "hyperscan_v54", "-ldflags", "-X main.version=" + e2eVersion, "-o", binPath}
+		args := []string{"build", "-ldflags", "-X main.version=" + e2eVersion, "-o", binPath}
 		if raceEnabled {
 			args = append(args, "-race")
 		}

@@ -11,7 +11,7 @@ n=${2:-200000}
 : "${KAFKA_BOOTSTRAP:?set KAFKA_BOOTSTRAP (scripts/kafka.sh up)}"
 bin=$(mktemp -d)/cdrkafka.test
 trap 'rm -rf "$(dirname "$bin")"' EXIT
-GOFLAGS=${GOFLAGS:--mod=mod} go test -c -tags hyperscan_v54 ${GOTESTFLAGS:-} -o "$bin" ./modules/cdrkafka/
+GOFLAGS=${GOFLAGS:--mod=mod} go test -c ${GOTESTFLAGS:-} -o "$bin" ./modules/cdrkafka/
 pipe=() raw=()
 for r in $(seq "$rounds"); do
 	for b in CDRPipeline RawProduce; do
