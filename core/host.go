@@ -578,6 +578,18 @@ func (h *Host) Running() []Module {
 	return out
 }
 
+// Greetings returns the console greeting lines of the running modules, in
+// start order.
+func (h *Host) Greetings() []string {
+	var out []string
+	for _, m := range h.Running() {
+		if g, ok := m.(Greeter); ok {
+			out = append(out, g.Greeting()...)
+		}
+	}
+	return out
+}
+
 func sortedKeys(m map[string]int) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

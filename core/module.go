@@ -5,7 +5,7 @@
 //
 // The package knows nothing about Kafka, DNS or any other module's subject.
 // A module is a tiny interface (Module) plus optional capabilities found by type
-// assertion (Configurer, Starter, Stopper, Reloader, Commander), in the manner
+// assertion (Configurer, Starter, Stopper, Reloader, Commander, Greeter), in the manner
 // of Caddy's module system and Asterisk's loader.
 package core
 
@@ -104,6 +104,13 @@ type Reloader interface {
 // registered after Start and removed when the module is unloaded.
 type Commander interface {
 	Commands() []*cli.Command
+}
+
+// Greeter is implemented by modules with something to tell an operator who
+// opens the console, such as where their output can be read. The lines are
+// printed under the console banner, in start order.
+type Greeter interface {
+	Greeting() []string
 }
 
 // DeclineError is returned by Configure or Start to decline loading.

@@ -82,6 +82,9 @@ func banner(h *core.Host, cc cliConf) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "switchboard %s console. Running %d modules: %s.\n", buildVersion(), len(running), strings.Join(running, ", "))
+	for _, g := range h.Greetings() {
+		fmt.Fprintf(&b, "%s\n", g)
+	}
 	if len(cc.Try) > 0 {
 		b.WriteString("Try:\n")
 		for _, t := range cc.Try {

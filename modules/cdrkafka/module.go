@@ -89,6 +89,7 @@ var (
 	_ core.Starter         = (*Module)(nil)
 	_ core.Stopper         = (*Module)(nil)
 	_ core.Reloader        = (*Module)(nil)
+	_ core.Greeter         = (*Module)(nil)
 	_ prometheus.Collector = (*Module)(nil)
 )
 
@@ -265,6 +266,21 @@ func (m *Module) Start(ctx *core.Context) error {
 	ctx.Logger.Info("cdr_kafka registered", "connection", conn, "topic", cfg.Topic, "key", cfg.Key,
 		"on_queue_full", cfg.OnQueueFull, "journal", cfg.Journal, "batch_max", cfg.BatchMax, "flush_ms", cfg.FlushMs)
 	return nil
+}
+
+// Greeting tells the console where the CDRs go and the kcat command that
+// reads them.
+func (m *Module) Greeting() []string {
+	if m.k == nil {
+		return nil
+	}
+	topic := m.k.cfg.Load().Topic
+	line := fmt.Sprintf("CDRs go to topic %s on Kafka connection %s.", topic, m.conn)
+	kc, err := m.rk.KcatCommand(m.conn, topic)
+	if err != nil {
+		return []string{line}
+	}
+	return []string{line, "Read them with: " + kc}
 }
 
 // deliveryCallback returns the one res_kafka callback used for every
