@@ -30,8 +30,11 @@ PKGS        ?= ./...
 
 all: build
 
+# build: -v lists each package as it compiles (the first build compiles them all, about a
+# minute; later builds list only what changed).
 build:
-	$(GO) build -o bin/switchboard ./cmd/switchboard
+	@echo "make: building bin/switchboard"
+	$(GO) build -v -o bin/switchboard ./cmd/switchboard
 
 # run: the demo on the embedded broker (samples/cli.conf publishes the policy feed, waits
 # for the sync, then replays the capture). Data (spool, socket) under var/data.
