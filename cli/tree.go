@@ -81,8 +81,10 @@ func (t *Tree) Lookup(words []string) (*Command, []string, bool) {
 }
 
 // Run executes one command line, writing its output to w. An unknown command
-// returns an error wrapping ErrUnknownCommand; a UsageError is returned with
-// the usage text appended.
+// returns an error wrapping ErrUnknownCommand. When the command returns a
+// UsageError, Run returns a *UsageError with the command's path and synopsis
+// set, whose text is "<path>: <problem>" and "Usage: <synopsis>" on two lines
+// (one already completed by a nested Run is returned as it is).
 func (t *Tree) Run(ctx context.Context, w io.Writer, line string) error {
 	words, err := Split(line)
 	if err != nil {
@@ -98,7 +100,10 @@ func (t *Tree) Run(ctx context.Context, w io.Writer, line string) error {
 	err = c.Run(ctx, w, args)
 	var ue *UsageError
 	if errors.As(err, &ue) {
-		return fmt.Errorf("%w\nUsage: %s", ue, c.UsageText())
+		if ue.Path != "" {
+			return ue
+		}
+		return &UsageError{Msg: ue.Msg, Path: c.Path, Synopsis: c.Synopsis()}
 	}
 	return err
 }
@@ -109,6 +114,16 @@ func (c *Command) UsageText() string {
 		return c.Usage
 	}
 	return c.Path
+}
+
+// Synopsis returns the first line of the command's usage, or its path when
+// it has none.
+func (c *Command) Synopsis() string {
+	first, _, _ := strings.Cut(c.UsageText(), "\n")
+	if first = strings.TrimSpace(first); first == "" {
+		return c.Path
+	}
+	return first
 }
 
 // Complete returns the candidate completions for the last (partial) word of

@@ -40,24 +40,24 @@ func (h *Host) coreCommands() []*cli.Command {
 			}},
 		{Path: "core show version", Summary: "Display version info", Usage: "core show version",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) > 0 {
-					return cli.Usagef("takes no arguments")
+				if err := cli.NoArgs(args); err != nil {
+					return err
 				}
 				fmt.Fprintf(w, "switchboard %s\n", h.opts.Version)
 				return nil
 			}},
 		{Path: "core show uptime", Summary: "Show time running", Usage: "core show uptime",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) > 0 {
-					return cli.Usagef("takes no arguments")
+				if err := cli.NoArgs(args); err != nil {
+					return err
 				}
 				fmt.Fprintf(w, "System uptime: %s\n", h.Uptime().Truncate(time.Second))
 				return nil
 			}},
 		{Path: "core reload", Summary: "Reload every running module's configuration", Usage: "core reload",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) > 0 {
-					return cli.Usagef("takes no arguments")
+				if err := cli.NoArgs(args); err != nil {
+					return err
 				}
 				if err := h.Reload(""); err != nil {
 					return err
@@ -67,8 +67,8 @@ func (h *Host) coreCommands() []*cli.Command {
 			}},
 		{Path: "core stop", Summary: "Stop switchboard (now, or gracefully)", Usage: "core stop now|gracefully",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) != 1 {
-					return cli.Usagef("say how to stop")
+				if err := cli.ExactArgs(args, "now|gracefully"); err != nil {
+					return err
 				}
 				switch args[0] {
 				case "now":
@@ -76,7 +76,7 @@ func (h *Host) coreCommands() []*cli.Command {
 				case "gracefully":
 					h.RequestStop(StopGracefully)
 				default:
-					return cli.Usagef("unknown stop mode %q", args[0])
+					return cli.Usagef("expected now|gracefully, got %q", args[0])
 				}
 				fmt.Fprintf(w, "Stopping switchboard (%s).\n", args[0])
 				return nil
@@ -97,8 +97,8 @@ func (h *Host) coreCommands() []*cli.Command {
 			}},
 		{Path: "module load", Summary: "Load a module", Usage: "module load <name>",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) != 1 {
-					return cli.Usagef("name one module")
+				if err := cli.ExactArgs(args, "<name>"); err != nil {
+					return err
 				}
 				if err := h.Load(args[0]); err != nil {
 					return fmt.Errorf("unable to load module %s: %w", args[0], err)
@@ -112,9 +112,12 @@ func (h *Host) coreCommands() []*cli.Command {
 				force := len(args) > 0 && args[0] == "-f"
 				if force {
 					args = args[1:]
+					if len(args) == 0 {
+						return cli.Usagef("expected <name> after \"-f\"")
+					}
 				}
-				if len(args) != 1 {
-					return cli.Usagef("name one module")
+				if err := cli.ExactArgs(args, "<name>"); err != nil {
+					return err
 				}
 				if err := h.Unload(args[0], force); err != nil {
 					return fmt.Errorf("unable to unload module %s: %w", args[0], err)
@@ -125,8 +128,8 @@ func (h *Host) coreCommands() []*cli.Command {
 			Complete: moduleNames(true)},
 		{Path: "module reload", Summary: "Reload one module, or all", Usage: "module reload [<name>]",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) > 1 {
-					return cli.Usagef("name at most one module")
+				if err := cli.MaxArgs(args, 1); err != nil {
+					return err
 				}
 				name := ""
 				if len(args) == 1 {
@@ -163,12 +166,14 @@ func (h *Host) cmdHelp(_ context.Context, w io.Writer, args []string) error {
 
 func (h *Host) cmdModuleShow(_ context.Context, w io.Writer, args []string) error {
 	like := ""
-	switch {
-	case len(args) == 0:
-	case len(args) == 2 && args[0] == "like":
+	if len(args) > 0 {
+		if err := cli.Keyword(args, 0, "like", "<text>"); err != nil {
+			return err
+		}
+		if err := cli.MaxArgs(args, 2); err != nil {
+			return err
+		}
 		like = args[1]
-	default:
-		return cli.Usagef("wrong arguments")
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "Module\tDescription\tUse Count\tStatus\tSupport Level")

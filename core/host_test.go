@@ -396,18 +396,32 @@ func TestHelpAndUnknownCommand(t *testing.T) {
 	if !errors.Is(err, cli.ErrUnknownCommand) || !strings.Contains(err.Error(), "core show help") {
 		t.Fatalf("unknown: %v", err)
 	}
-	_, err = run(t, h, "module load")
-	if err == nil || !strings.Contains(err.Error(), "Usage: module load <name>") {
-		t.Fatalf("usage: %v", err)
+	// Wrong arguments: the command and the problem, then the usage once.
+	for line, want := range map[string]string{
+		"module load":           "module load: expected <name>, got no arguments\nUsage: module load <name>",
+		"module load a b":       "module load: unexpected argument \"b\"\nUsage: module load <name>",
+		"module unload -f":      "module unload: expected <name> after \"-f\"\nUsage: module unload [-f] <name>",
+		"module unload a b":     "module unload: unexpected argument \"b\"\nUsage: module unload [-f] <name>",
+		"module reload a b":     "module reload: unexpected argument \"b\"\nUsage: module reload [<name>]",
+		"module show a":         "module show: expected like, got \"a\"\nUsage: module show [like <text>]",
+		"module show like":      "module show: expected <text> after \"like\"\nUsage: module show [like <text>]",
+		"module show like a b":  "module show: unexpected argument \"b\"\nUsage: module show [like <text>]",
+		"core show version x":   "core show version: unexpected argument \"x\"\nUsage: core show version",
+		"core show uptime x":    "core show uptime: unexpected argument \"x\"\nUsage: core show uptime",
+		"core reload x":         "core reload: unexpected argument \"x\"\nUsage: core reload",
+		"core stop":             "core stop: expected now|gracefully, got no arguments\nUsage: core stop now|gracefully",
+		"core stop later":       "core stop: expected now|gracefully, got \"later\"\nUsage: core stop now|gracefully",
+		"core stop now at once": "core stop: unexpected arguments \"at\", \"once\"\nUsage: core stop now|gracefully",
+	} {
+		if _, err := run(t, h, line); err == nil || err.Error() != want || !errors.Is(err, cli.ErrUsage) {
+			t.Errorf("%q: %v, want\n%s", line, err, want)
+		}
 	}
 	if got := h.Commands().Complete("module sh"); strings.Join(got, ",") != "show" {
 		t.Fatalf("complete: %v", got)
 	}
 	if got := h.Commands().Complete("module unload "); strings.Join(got, ",") != "a" {
 		t.Fatalf("complete args: %v", got)
-	}
-	if _, err := run(t, h, "core stop later"); err == nil {
-		t.Fatal("bad stop mode accepted")
 	}
 	if _, err := run(t, h, "core stop gracefully"); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,10 @@
 // Tab completes command words and, through the tree's completers, dynamic
 // arguments such as module names. History is kept in Options.HistoryFile.
 //
+// A failed line's error is printed as the Runner returns it: one line, or for
+// wrong arguments the two lines of a cli.UsageError ("<path>: <problem>",
+// "Usage: <synopsis>"), the same text -rx prints.
+//
 // Writes to LogWriter appear above the prompt without garbling the line being
 // typed, which is how the daemon shows its log on the "-c" console.
 package console

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/cli"
+	"github.com/switchboard-dp/switchboard/cli/remote"
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 )
 
@@ -29,8 +31,8 @@ func testTree(t *testing.T) (*cli.Tree, *[]string) {
 			}},
 		&cli.Command{Path: "module load", Summary: "Load a module", Usage: "module load <name>",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) != 1 {
-					return cli.Usagef("name one module")
+				if err := cli.ExactArgs(args, "<name>"); err != nil {
+					return err
 				}
 				seen = append(seen, "module load "+args[0])
 				fmt.Fprint(w, "Loaded ", args[0]) // no final newline: the console adds one
@@ -86,7 +88,7 @@ func TestConsoleRunsLines(t *testing.T) {
 		t.Errorf("ran %q, want %q (nothing after exit)", *seen, want)
 	}
 	for _, s := range []string{"Welcome", "Module  Description", "Loaded a b\n",
-		"no such command: 'bogus cmd'. Try 'core show help'", "name one module\nUsage: module load <name>"} {
+		"no such command: 'bogus cmd'. Try 'core show help'", "module load: expected <name>, got no arguments\nUsage: module load <name>\n"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q:\n%s", s, out)
 		}
@@ -97,6 +99,44 @@ func TestConsoleRunsLines(t *testing.T) {
 	}
 	if !strings.Contains(string(h), "module show like res") {
 		t.Errorf("history lacks the line typed:\n%s", h)
+	}
+}
+
+// TestConsoleUsageError runs wrong arguments at the console, against the local
+// tree and through the control socket (as "switchboard -r" does): both print
+// the same two lines, the usage once.
+func TestConsoleUsageError(t *testing.T) {
+	const want = "module load: unexpected argument \"b\"\nUsage: module load <name>\n"
+	tree, _ := testTree(t)
+	dir, err := os.MkdirTemp("", "sbcon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "ctl")
+	srv, err := remote.Listen(sock, tree, remote.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() { srv.Close(); <-served })
+	client, err := remote.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+
+	for name, r := range map[string]Runner{"local": tree, "remote": client} {
+		out, err := runConsole(t, r, "module load a b\n", Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		// On a pipe there is no prompt; the final newline is the console's
+		// answer to end of input.
+		if out != want+"\n" || strings.Count(out, "module load <name>") != 1 {
+			t.Errorf("%s console printed:\n%q\nwant:\n%q", name, out, want+"\n")
+		}
 	}
 }
 

@@ -73,9 +73,10 @@ func (c *Client) Path() string { return c.path }
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Run runs one command line on the daemon, copies its output to w and returns
-// its error: a *CommandError for a failed or unknown command (errors.Is
-// cli.ErrUnknownCommand for the latter), or an error wrapping
-// ErrDisconnected when the daemon could not answer.
+// its error: a *CommandError for a failed or unknown command or wrong
+// arguments (errors.Is cli.ErrUnknownCommand for an unknown command,
+// cli.ErrUsage for wrong arguments), or an error wrapping ErrDisconnected
+// when the daemon could not answer.
 func (c *Client) Run(ctx context.Context, w io.Writer, line string) error {
 	resp, err := c.roundTrip(ctx, Request{Op: OpRun, Line: line})
 	if err != nil {
@@ -87,7 +88,7 @@ func (c *Client) Run(ctx context.Context, w io.Writer, line string) error {
 		}
 	}
 	if resp.Error != "" {
-		return &CommandError{Msg: resp.Error, Unknown: resp.Unknown}
+		return &CommandError{Msg: resp.Error, Unknown: resp.Unknown, Usage: resp.Usage}
 	}
 	return nil
 }

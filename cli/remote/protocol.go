@@ -13,12 +13,17 @@
 //	<- {"output":"Module ...\n1 modules loaded\n"}
 //	-> {"op":"run","line":"bogus"}
 //	<- {"error":"no such command: 'bogus'. Try 'core show help'","unknown":true}
+//	-> {"op":"run","line":"module load"}
+//	<- {"error":"module load: expected <name>, got no arguments\nUsage: module load <name>","usage":true}
 //	-> {"op":"complete","line":"module sh"}
 //	<- {"candidates":["show"]}
 //
 // A run response carries the command's whole output and, when the command
-// failed, its one-line (or usage) error; "unknown" is set when the line
-// matched no command. An unknown op is answered with an error.
+// failed, its error text as the daemon's command tree wrote it: one line, or
+// for wrong arguments the two lines of a cli.UsageError ("<path>: <problem>",
+// "Usage: <synopsis>"), which clients print unchanged. "unknown" is set when
+// the line matched no command, "usage" when the arguments were wrong. An
+// unknown op is answered with an error.
 //
 // # Socket file
 //
@@ -54,23 +59,34 @@ type Response struct {
 	Output     string   `json:"output,omitempty"`
 	Error      string   `json:"error,omitempty"`
 	Unknown    bool     `json:"unknown,omitempty"`
+	Usage      bool     `json:"usage,omitempty"`
 	Candidates []string `json:"candidates,omitempty"`
 }
 
 // CommandError is a command's failure as reported by the daemon. It unwraps to
-// cli.ErrUnknownCommand when the line matched no command, so callers can test
-// errors.Is(err, cli.ErrUnknownCommand) the same way locally and remotely.
+// cli.ErrUnknownCommand when the line matched no command and to cli.ErrUsage
+// when the arguments were wrong, so callers can test errors.Is the same way
+// locally and remotely.
 type CommandError struct {
-	Msg     string
+	// Msg is the error text exactly as the daemon's tree wrote it.
+	Msg string
+	// Unknown is set when the line matched no command.
 	Unknown bool
+	// Usage is set when the command rejected its arguments.
+	Usage bool
 }
 
+// Error returns the daemon's error text unchanged.
 func (e *CommandError) Error() string { return e.Msg }
 
-// Unwrap returns cli.ErrUnknownCommand for an unknown command, else nil.
+// Unwrap returns cli.ErrUnknownCommand for an unknown command, cli.ErrUsage
+// for wrong arguments, else nil.
 func (e *CommandError) Unwrap() error {
-	if e.Unknown {
+	switch {
+	case e.Unknown:
 		return cli.ErrUnknownCommand
+	case e.Usage:
+		return cli.ErrUsage
 	}
 	return nil
 }

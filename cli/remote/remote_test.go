@@ -42,8 +42,8 @@ func testTree(t *testing.T) *cli.Tree {
 	err := tree.Register("test",
 		&cli.Command{Path: "echo", Usage: "echo <words>",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) == 0 {
-					return cli.Usagef("say something")
+				if err := cli.MinArgs(args, "<words>"); err != nil {
+					return err
 				}
 				fmt.Fprintln(w, strings.Join(args, " "))
 				return nil
@@ -118,8 +118,12 @@ func TestRunAndComplete(t *testing.T) {
 	}
 
 	err = c.Run(ctx, &out, "echo")
-	if err == nil || !strings.Contains(err.Error(), "Usage: echo <words>") || errors.Is(err, cli.ErrUnknownCommand) {
+	if err == nil || err.Error() != "echo: expected <words>, got no arguments\nUsage: echo <words>" ||
+		!errors.Is(err, cli.ErrUsage) || errors.Is(err, cli.ErrUnknownCommand) {
 		t.Errorf("usage error: %v", err)
+	}
+	if errors.Is(c.Run(ctx, &out, "fail"), cli.ErrUsage) {
+		t.Error("a failing command reads as wrong arguments")
 	}
 
 	if err := c.Run(ctx, &out, "panic"); err == nil || !strings.Contains(err.Error(), "panicked: boom") {
@@ -129,6 +133,42 @@ func TestRunAndComplete(t *testing.T) {
 	for line, want := range map[string][]string{"module s": {"show"}, "mo": {"module"}, "module show ": {"like"}, "zzz": nil} {
 		if got := c.Complete(line); !reflect.DeepEqual(got, want) {
 			t.Errorf("Complete(%q) = %q, want %q", line, got, want)
+		}
+	}
+}
+
+// TestUsageErrorSameRemotely runs wrong arguments through the server and the
+// client: the client's error prints (as -rx and the remote console print it)
+// exactly the two lines the local tree returns, the usage once.
+func TestUsageErrorSameRemotely(t *testing.T) {
+	tree := cli.NewTree()
+	err := tree.Register("test", &cli.Command{Path: "policy lookup", Usage: "policy lookup <group> <domain>\n  Decides a domain.",
+		Run: func(_ context.Context, w io.Writer, args []string) error {
+			return cli.ExactArgs(args, "<group>", "<domain>")
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := sockPath(t)
+	startServer(t, path, tree, Options{})
+	c := dial(t, path)
+	const want = "policy lookup: expected <group> and <domain>, got 1 argument\nUsage: policy lookup <group> <domain>\n"
+
+	local := tree.Run(context.Background(), io.Discard, "policy lookup enterprise_a")
+	var out bytes.Buffer
+	remoteErr := c.Run(context.Background(), &out, "policy lookup enterprise_a")
+	var ce *CommandError
+	if !errors.As(remoteErr, &ce) || !ce.Usage || ce.Unknown || !errors.Is(remoteErr, cli.ErrUsage) || out.Len() != 0 {
+		t.Fatalf("remote: %#v, output %q", remoteErr, out.String())
+	}
+	for name, err := range map[string]error{"local": local, "remote": remoteErr} {
+		var printed bytes.Buffer
+		fmt.Fprintln(&printed, err) // what the consoles and -rx print
+		if printed.String() != want {
+			t.Errorf("%s prints %q, want %q", name, printed.String(), want)
+		}
+		if n := strings.Count(printed.String(), "policy lookup <group> <domain>"); n != 1 {
+			t.Errorf("%s: usage printed %d times", name, n)
 		}
 	}
 }

@@ -207,6 +207,7 @@ func (s *Server) do(req Request) (resp Response) {
 		if err != nil {
 			resp.Error = err.Error()
 			resp.Unknown = errors.Is(err, cli.ErrUnknownCommand)
+			resp.Usage = errors.Is(err, cli.ErrUsage)
 		}
 	case OpComplete:
 		resp.Candidates = s.runner.Complete(req.Line)

@@ -265,8 +265,9 @@ func TestDaemonRemoteControl(t *testing.T) {
 		!strings.Contains(errOut, "core show help") {
 		t.Errorf("-rx unknown command: exit %d, %q %q", rc, out, errOut)
 	}
-	if _, errOut, rc := e.rx("core stop sideways"); rc != 1 || !strings.Contains(errOut, "Usage: core stop now|gracefully") {
-		t.Errorf("-rx usage error: exit %d, %q", rc, errOut)
+	if out, errOut, rc := e.rx("core stop sideways"); rc != 1 || out != "" ||
+		errOut != "core stop: expected now|gracefully, got \"sideways\"\nUsage: core stop now|gracefully\n" {
+		t.Errorf("-rx usage error: exit %d, %q %q", rc, out, errOut)
 	}
 	if _, errOut, rc := e.rx("module load no_such_module"); rc != 1 || !strings.Contains(errOut, "no_such_module") {
 		t.Errorf("-rx failing command: exit %d, %q", rc, errOut)

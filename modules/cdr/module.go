@@ -75,8 +75,8 @@ func (e *Engine) Commands() []*cli.Command {
 			"  posted + loaded = delivered + failed + dropped + spool_lost + queued,\n" +
 			"  queued = batched + in flight + spool.",
 		Run: func(_ context.Context, w io.Writer, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("cdr show status takes no arguments")
+			if err := cli.NoArgs(args); err != nil {
+				return err
 			}
 			return e.WriteStatus(w)
 		},

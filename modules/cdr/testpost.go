@@ -24,6 +24,10 @@ const testPostUsage = "cdr test post <count> [rate <per_second>] [start <seq>] [
 	"  posted, printing the count and the sequence range; batches are handed over\n" +
 	"  afterwards as usual (flush_ms)."
 
+// testPostOptions maps each option of "cdr test post" to its value's name in
+// testPostUsage.
+var testPostOptions = map[string]string{"rate": "<per_second>", "start": "<seq>", "subscribers": "<n>"}
+
 // testPostMax bounds one "cdr test post".
 const testPostMax = 100_000_000
 
@@ -94,36 +98,42 @@ func (e *Engine) testPostCommand() *cli.Command {
 		Summary: "Post synthetic sequence-numbered CDRs (load and fault tests)",
 		Usage:   testPostUsage,
 		Run: func(ctx context.Context, w io.Writer, args []string) error {
-			if len(args) == 0 || len(args)%2 == 0 {
-				return cli.Usagef("give a count, then optional rate/start/subscribers values")
+			if err := cli.MinArgs(args, "<count>"); err != nil {
+				return err
 			}
 			count, err := strconv.Atoi(args[0])
 			if err != nil || count < 1 || count > testPostMax {
-				return cli.Usagef("count must be 1..%d", testPostMax)
+				return cli.Usagef("count %q is not a whole number from 1 to %d", args[0], testPostMax)
 			}
 			var rate float64
 			var start uint64
 			subs := 64
 			for i := 1; i < len(args); i += 2 {
+				kw := args[i]
+				value, ok := testPostOptions[kw]
+				if !ok {
+					return cli.Unexpected(kw)
+				}
+				if err := cli.Keyword(args, i, kw, value); err != nil {
+					return err
+				}
 				v := args[i+1]
-				switch args[i] {
+				switch kw {
 				case "rate":
 					rate, err = strconv.ParseFloat(v, 64)
 					if err != nil || rate <= 0 || rate > 1e9 {
-						return cli.Usagef("rate must be a positive number of CDRs per second")
+						return cli.Usagef("rate %q is not a positive number of CDRs per second (at most 1e9)", v)
 					}
 				case "start":
 					start, err = strconv.ParseUint(v, 10, 64)
 					if err != nil || start == 0 || start > ^uint64(0)-uint64(count) {
-						return cli.Usagef("start must be a positive sequence id")
+						return cli.Usagef("start %q is not a positive sequence id (at most %d)", v, ^uint64(0)-uint64(count))
 					}
 				case "subscribers":
 					subs, err = strconv.Atoi(v)
 					if err != nil || subs < 1 || subs > 65535 {
-						return cli.Usagef("subscribers must be 1..65535")
+						return cli.Usagef("subscribers %q is not a whole number from 1 to 65535", v)
 					}
-				default:
-					return cli.Usagef("unknown option %q", args[i])
 				}
 			}
 			r := e.PostSynthetic(ctx, count, rate, start, subs)

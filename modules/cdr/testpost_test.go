@@ -59,10 +59,22 @@ func TestTestPostCommand(t *testing.T) {
 	}
 
 	// Bad arguments are usage errors; a cancelled context stops early.
-	for _, args := range [][]string{nil, {"x"}, {"0"}, {"5", "rate"}, {"5", "rate", "-1"}, {"5", "start", "0"}, {"5", "colour", "red"}, {"5", "subscribers", "70000"}} {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "expected <count>, got no arguments"},
+		{[]string{"x"}, `count "x" is not a whole number from 1 to 100000000`},
+		{[]string{"0"}, `count "0" is not a whole number from 1 to 100000000`},
+		{[]string{"5", "rate"}, `expected <per_second> after "rate"`},
+		{[]string{"5", "rate", "-1"}, `rate "-1" is not a positive number of CDRs per second (at most 1e9)`},
+		{[]string{"5", "start", "0"}, `start "0" is not a positive sequence id (at most 18446744073709551610)`},
+		{[]string{"5", "colour", "red"}, `unexpected argument "colour"`},
+		{[]string{"5", "subscribers", "70000"}, `subscribers "70000" is not a whole number from 1 to 65535`},
+	} {
 		var ue *cli.UsageError
-		if err := cmd.Run(context.Background(), &out, args); !errors.As(err, &ue) {
-			t.Errorf("args %q: err %v, want a usage error", args, err)
+		if err := cmd.Run(context.Background(), &out, c.args); !errors.As(err, &ue) || err.Error() != c.want {
+			t.Errorf("args %q: err %v, want usage error %q", c.args, err, c.want)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

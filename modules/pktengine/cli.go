@@ -49,8 +49,8 @@ func (m *Module) running() (*Engine, error) {
 }
 
 func (m *Module) cliStatus(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 0 {
-		return cli.Usagef("packet show status takes no arguments")
+	if err := cli.NoArgs(args); err != nil {
+		return err
 	}
 	e, err := m.running()
 	if err != nil {
@@ -125,26 +125,26 @@ func reasons(c *Counters, malformed bool) string {
 }
 
 func (m *Module) cliReplay(ctx context.Context, w io.Writer, args []string) error {
-	if len(args) == 0 {
-		return cli.Usagef("packet replay needs a capture file")
+	if err := cli.MinArgs(args, "<file>"); err != nil {
+		return err
 	}
 	file, speed, wait := args[0], 0.0, false
 	for i := 1; i < len(args); i++ {
 		switch args[i] {
 		case "speed":
-			if i+1 >= len(args) {
-				return cli.Usagef("speed needs a value")
+			if err := cli.Keyword(args, i, "speed", "<x>"); err != nil {
+				return err
 			}
 			v, err := strconv.ParseFloat(strings.TrimSuffix(args[i+1], "x"), 64)
 			if err != nil || v < 0 {
-				return cli.Usagef("bad speed %q (0 = as fast as possible, 1 = capture pace, x = x times faster)", args[i+1])
+				return cli.Usagef("speed %q is not a number >= 0 (0 = as fast as possible, 1 = capture pace, x = x times faster)", args[i+1])
 			}
 			speed = v
 			i++
 		case "wait":
 			wait = true
 		default:
-			return cli.Usagef("unexpected %q", args[i])
+			return cli.Unexpected(args[i])
 		}
 	}
 	e, err := m.running()
@@ -221,17 +221,16 @@ func completeReplay(args []string, prefix string) []string {
 }
 
 func (m *Module) cliStop(ctx context.Context, w io.Writer, args []string) error {
+	if err := cli.MaxArgs(args, 1); err != nil {
+		return err
+	}
 	id := 0
-	switch len(args) {
-	case 0:
-	case 1:
+	if len(args) == 1 {
 		n, err := strconv.Atoi(args[0])
 		if err != nil || n <= 0 {
-			return cli.Usagef("bad source id %q", args[0])
+			return cli.Usagef("source id %q is not a positive number", args[0])
 		}
 		id = n
-	default:
-		return cli.Usagef("packet stop takes at most one source id")
 	}
 	e, err := m.running()
 	if err != nil {

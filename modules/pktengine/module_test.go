@@ -112,12 +112,21 @@ func TestCLI(t *testing.T) {
 	if !strings.Contains(out, "No source running") {
 		t.Fatalf("%s", out)
 	}
-	var ue *cli.UsageError
-	if _, err := run(t, m, "packet replay"); err == nil || !asUsage(err, &ue) {
-		t.Fatalf("replay without file: %v", err)
-	}
-	if _, err := run(t, m, "packet replay x speed fast"); err == nil || !asUsage(err, &ue) {
-		t.Fatalf("bad speed: %v", err)
+	// Wrong arguments are usage errors naming the problem (cli.Tree.Run adds
+	// the command path and the usage).
+	for line, want := range map[string]string{
+		"packet replay":              "expected <file>, got no arguments",
+		"packet replay x speed":      `expected <x> after "speed"`,
+		"packet replay x speed fast": `speed "fast" is not a number >= 0 (0 = as fast as possible, 1 = capture pace, x = x times faster)`,
+		"packet replay x slowly":     `unexpected argument "slowly"`,
+		"packet stop 0":              `source id "0" is not a positive number`,
+		"packet stop 1 2":            `unexpected argument "2"`,
+		"packet show status x":       `unexpected argument "x"`,
+	} {
+		var ue *cli.UsageError
+		if _, err := run(t, m, line); err == nil || !asUsage(err, &ue) || err.Error() != want {
+			t.Errorf("%q: %v, want usage error %q", line, err, want)
+		}
 	}
 	if _, err := run(t, m, "packet replay /nonexistent.pcap"); err == nil {
 		t.Fatal("missing file accepted")

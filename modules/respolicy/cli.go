@@ -80,8 +80,8 @@ func (m *Module) running() (*Store, error) {
 }
 
 func (m *Module) cliGroups(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 0 {
-		return cli.Usagef("no arguments expected")
+	if err := cli.NoArgs(args); err != nil {
+		return err
 	}
 	s, err := m.running()
 	if err != nil {
@@ -114,8 +114,11 @@ func (m *Module) cliGroups(_ context.Context, w io.Writer, args []string) error 
 }
 
 func (m *Module) cliGroup(_ context.Context, w io.Writer, args []string) error {
-	if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[1] != "all") {
-		return cli.Usagef("policy show group <name> [all]")
+	if err := cli.MinArgs(args, "<name>"); err != nil {
+		return err
+	}
+	if err := optionalAll(args[1:]); err != nil {
+		return err
 	}
 	s, err := m.running()
 	if err != nil {
@@ -155,6 +158,15 @@ func (m *Module) cliGroup(_ context.Context, w io.Writer, args []string) error {
 	return printEntries(w, items, len(args) == 2)
 }
 
+// optionalAll accepts nothing or the single word "all", the optional last
+// argument of "policy show group" and "policy show malicious".
+func optionalAll(args []string) error {
+	if len(args) > 0 && args[0] != "all" {
+		return cli.Unexpected(args...)
+	}
+	return cli.MaxArgs(args, 1)
+}
+
 func printEntries(w io.Writer, items []tableItem, all bool) error {
 	sort.Slice(items, func(i, j int) bool { return items[i].name < items[j].name })
 	limit := len(items)
@@ -181,8 +193,8 @@ func printEntries(w io.Writer, items []tableItem, all bool) error {
 }
 
 func (m *Module) cliMalicious(_ context.Context, w io.Writer, args []string) error {
-	if len(args) > 1 || (len(args) == 1 && args[0] != "all") {
-		return cli.Usagef("policy show malicious [all]")
+	if err := optionalAll(args); err != nil {
+		return err
 	}
 	s, err := m.running()
 	if err != nil {
@@ -216,8 +228,8 @@ func MatchWord(d Decision) string {
 }
 
 func (m *Module) cliLookup(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 2 {
-		return cli.Usagef("policy lookup <group> <domain>")
+	if err := cli.ExactArgs(args, "<group>", "<domain>"); err != nil {
+		return err
 	}
 	s, err := m.running()
 	if err != nil {
@@ -270,8 +282,8 @@ type fixedSnap struct{ snap *Snapshot }
 func (f *fixedSnap) Snapshot() *Snapshot { return f.snap }
 
 func (m *Module) cliSync(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 0 {
-		return cli.Usagef("no arguments expected")
+	if err := cli.NoArgs(args); err != nil {
+		return err
 	}
 	s, err := m.running()
 	if err != nil {
@@ -327,8 +339,8 @@ func (m *Module) cliSync(_ context.Context, w io.Writer, args []string) error {
 }
 
 func (m *Module) cliLoad(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 1 {
-		return cli.Usagef("policy load <file>")
+	if err := cli.ExactArgs(args, "<file>"); err != nil {
+		return err
 	}
 	if _, err := m.running(); err != nil {
 		return err

@@ -3,6 +3,7 @@ package respolicy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/core"
 )
 
@@ -170,10 +172,24 @@ enterprise_a => 1001
 	if id, _ := m.GroupID("enterprise_a"); id != 2002 {
 		t.Errorf("invalid reload changed the id to %d", id)
 	}
-	// Usage errors.
-	var buf bytes.Buffer
-	if err := h.Run(context.Background(), "policy lookup enterprise_a", &buf); err == nil {
-		t.Error("lookup with one argument accepted")
+	// Wrong arguments: the command and the problem, then the synopsis once.
+	for line, want := range map[string]string{
+		"policy lookup enterprise_a":           "policy lookup: expected <group> and <domain>, got 1 argument\nUsage: policy lookup <group> <domain>",
+		"policy lookup a b c":                  "policy lookup: unexpected argument \"c\"\nUsage: policy lookup <group> <domain>",
+		"policy show groups x":                 "policy show groups: unexpected argument \"x\"\nUsage: policy show groups",
+		"policy show group":                    "policy show group: expected <name>, got no arguments\nUsage: policy show group <name> [all]",
+		"policy show group enterprise_a most":  "policy show group: unexpected argument \"most\"\nUsage: policy show group <name> [all]",
+		"policy show group enterprise_a all x": "policy show group: unexpected argument \"x\"\nUsage: policy show group <name> [all]",
+		"policy show malicious some":           "policy show malicious: unexpected argument \"some\"\nUsage: policy show malicious [all]",
+		"policy show sync now":                 "policy show sync: unexpected argument \"now\"\nUsage: policy show sync",
+		"policy load":                          "policy load: expected <file>, got no arguments\nUsage: policy load <file>",
+		"policy load a b":                      "policy load: unexpected argument \"b\"\nUsage: policy load <file>",
+	} {
+		var buf bytes.Buffer
+		err := h.Run(context.Background(), line, &buf)
+		if err == nil || err.Error() != want || !errors.Is(err, cli.ErrUsage) || buf.Len() != 0 {
+			t.Errorf("%q: %v (output %q), want\n%s", line, err, buf.String(), want)
+		}
 	}
 }
 

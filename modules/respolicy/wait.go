@@ -30,6 +30,9 @@ func (m *Module) waitCommand() *cli.Command {
 
 func (m *Module) cliWaitSync(ctx context.Context, w io.Writer, args []string) error {
 	timeout := 60 * time.Second
+	if n := len(args); n >= 1 && args[n-1] == "timeout" {
+		return cli.Keyword(args, n-1, "timeout", "<seconds>")
+	}
 	if n := len(args); n >= 2 && args[n-2] == "timeout" {
 		secs, err := strconv.ParseFloat(args[n-1], 64)
 		if err != nil || secs <= 0 {
@@ -39,7 +42,7 @@ func (m *Module) cliWaitSync(ctx context.Context, w io.Writer, args []string) er
 		args = args[:n-2]
 	}
 	if len(args) == 0 {
-		return cli.Usagef("name at least one group")
+		return cli.Usagef("expected at least one <group>")
 	}
 	start := time.Now()
 	deadline := time.NewTimer(timeout)

@@ -3,9 +3,12 @@ package respolicy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/cli"
 )
 
 func TestWaitSync(t *testing.T) {
@@ -31,9 +34,16 @@ func TestWaitSync(t *testing.T) {
 	if err := <-done; err != nil || !strings.Contains(buf.String(), "Policy synced for enterprise_a") {
 		t.Fatalf("wait: %v %q", err, buf.String())
 	}
-	for _, bad := range []string{"policy wait sync", "policy wait sync a timeout x", "policy wait sync timeout 5"} {
-		if err := h.Run(context.Background(), bad, &buf); err == nil || !strings.Contains(err.Error(), "Usage:") {
-			t.Errorf("%q: want usage error, got %v", bad, err)
+	const usage = "\nUsage: policy wait sync <group> [<group>...] [timeout <seconds>]"
+	for bad, want := range map[string]string{
+		"policy wait sync":              "policy wait sync: expected at least one <group>" + usage,
+		"policy wait sync a timeout x":  "policy wait sync: timeout \"x\" is not a positive number of seconds" + usage,
+		"policy wait sync a timeout -1": "policy wait sync: timeout \"-1\" is not a positive number of seconds" + usage,
+		"policy wait sync a timeout":    "policy wait sync: expected <seconds> after \"timeout\"" + usage,
+		"policy wait sync timeout 5":    "policy wait sync: expected at least one <group>" + usage,
+	} {
+		if err := h.Run(context.Background(), bad, &buf); err == nil || err.Error() != want || !errors.Is(err, cli.ErrUsage) {
+			t.Errorf("%q: got %v, want\n%s", bad, err, want)
 		}
 	}
 }

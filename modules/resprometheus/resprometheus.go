@@ -164,8 +164,8 @@ func (m *Module) Commands() []*cli.Command {
 	return []*cli.Command{{
 		Path: "prometheus show status", Summary: "Show the metrics endpoint", Usage: "prometheus show status",
 		Run: func(_ context.Context, w io.Writer, args []string) error {
-			if len(args) > 0 {
-				return cli.Usagef("takes no arguments")
+			if err := cli.NoArgs(args); err != nil {
+				return err
 			}
 			fmt.Fprintf(w, "Metrics URL: http://%s%s\n", m.Addr(), m.cfg.URI)
 			return nil

@@ -114,8 +114,8 @@ func (m *HelloCounter) Commands() []*cli.Command {
 	return []*cli.Command{
 		{Path: "hello say", Summary: "Greet someone (and count it)", Usage: "hello say [name]",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) > 1 {
-					return cli.Usagef("greet one name at a time")
+				if err := cli.MaxArgs(args, 1); err != nil {
+					return err
 				}
 				name := "world"
 				if len(args) == 1 {
@@ -133,8 +133,8 @@ func (m *HelloCounter) Commands() []*cli.Command {
 			}},
 		{Path: "hello count", Summary: "Show how many greetings were made", Usage: "hello count",
 			Run: func(_ context.Context, w io.Writer, args []string) error {
-				if len(args) > 0 {
-					return cli.Usagef("takes no arguments")
+				if err := cli.NoArgs(args); err != nil {
+					return err
 				}
 				fmt.Fprintf(w, "Greetings: %d\n", m.greetings.Load())
 				return nil

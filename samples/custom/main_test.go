@@ -46,8 +46,10 @@ func TestOneCommand(t *testing.T) {
 		!strings.Contains(out.String(), "hello_counter") || !strings.Contains(out.String(), "1 modules loaded") {
 		t.Errorf("module show: exit %d, %q", rc, out.String())
 	}
+	errOut.Reset()
 	if rc := run(context.Background(), []string{"-C", "conf", "-x", "hello say a b"}, &out, &errOut); rc != 1 ||
-		!strings.Contains(errOut.String(), "Usage: hello say [name]") {
+		!strings.Contains(errOut.String(), "\nhello say: unexpected argument \"b\"\nUsage: hello say [name]\n") ||
+		strings.Count(errOut.String(), "hello say [name]") != 1 {
 		t.Errorf("usage error: exit %d, %q", rc, errOut.String())
 	}
 }
