@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
+	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
 )
@@ -45,7 +45,7 @@ type policyHost struct {
 	t      *testing.T
 	h      *core.Host
 	dir    string
-	logs   *bytes.Buffer
+	logs   *syncbuf.Buffer
 	policy *respolicy.Module
 }
 
@@ -70,8 +70,8 @@ func startPolicyHost(t *testing.T, b *kafkatest.Broker, dir, topic string) *poli
 	if err := reg.Register(reskafka.Info(), respolicy.Info(), Info()); err != nil {
 		t.Fatal(err)
 	}
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &syncbuf.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
 	h := core.New(core.Options{Registry: reg, ConfigDir: dir, DataDir: t.TempDir(), Logger: logger})
 	if err := h.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,20 @@
 //
 // Old groups are left to the broker's offsets.retention.minutes (7 days by
 // default). Unload closes the consumer, which leaves the group at once.
+//
+// # The topic
+//
+// policy_sync never creates the feed topic: the provisioning system that
+// publishes the feed owns it and its settings (partitions, retention, no
+// compaction; see docs/DEPLOYMENT.md). A topic that does not exist yet when
+// policy_sync starts is waited for (res_kafka's MissingTopicGrace, 30 s):
+// "policy show sync" says "waiting for topic <topic> to be created" and
+// nothing is logged as a problem; once it is created the consumer reads it
+// from the earliest offset. Still missing after that, it is a warning and
+// the consumer's last error, shown in "policy show sync" exactly as
+// "kafka show consumer policy_sync" shows it (with its time, and as
+// recovered once partitions are assigned, a message arrives or a commit
+// succeeds).
 package policysync
 
 import (
@@ -88,6 +102,11 @@ func Info() core.ModuleInfo {
 }
 
 func init() { core.Register(Info()) }
+
+// missingTopicGrace is how long the consumer waits for a feed topic that
+// does not exist yet before res_kafka reports it (0: reskafka.
+// MissingTopicGrace); tests shorten it.
+var missingTopicGrace time.Duration
 
 // Config is the [general] section of policy_sync.conf.
 type Config struct {
@@ -228,7 +247,7 @@ func (m *Module) subscribe() error {
 		return nil
 	}
 	sub, err := m.kafka.Subscribe(m.cfg.Connection, []string{m.cfg.Topic}, h, reskafka.SubscribeOptions{
-		Name: Name, GroupID: group, ManualCommit: true, AutoOffsetReset: "earliest"})
+		Name: Name, GroupID: group, ManualCommit: true, AutoOffsetReset: "earliest", MissingTopicGrace: missingTopicGrace})
 	if err != nil {
 		return fmt.Errorf("subscribe to %s on %s: %w", m.cfg.Topic, m.cfg.Connection, err)
 	}
@@ -334,14 +353,17 @@ func (m *Module) report(w io.Writer) {
 		return
 	}
 	st := sub.Status()
-	state := "running"
-	if st.LastError != "" {
-		state = "running, last error: " + st.LastError
+	state := "running since " + started.Format(time.TimeOnly)
+	if len(st.WaitingTopics) > 0 {
+		state += ", waiting for topic " + strings.Join(st.WaitingTopics, ", ") + " to be created"
 	}
 	if st.Paused {
 		state += " (paused: handler queue full)"
 	}
-	fmt.Fprintf(w, "  State: %s since %s\n", state, started.Format("15:04:05"))
+	if le := st.LastError.String(); le != "" {
+		state += ", last error: " + le
+	}
+	fmt.Fprintf(w, "  State: %s\n", state)
 	fmt.Fprintf(w, "  Received %d, handled %d, handler errors %d, rebalances %d\n", st.Received, st.Handled,
 		st.HandlerErrors, st.Rebalances)
 	fs := feeder.Stats()

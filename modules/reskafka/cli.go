@@ -121,13 +121,16 @@ func (m *Module) allSubscriptions() []*Subscription {
 
 // ConnectionStatus is one row of "kafka show status".
 type ConnectionStatus struct {
-	Name, Brokers, State, LastError                      string
-	LastErrorAt                                          time.Time
+	Name, Brokers, State                                 string
 	Produced, Delivered, Failed, Dropped, QueueFullDrops int64
 	Queued                                               int
 	Errors, Rebuilds                                     int64
 	ProducerCreated                                      bool
 	Consumers                                            int
+
+	// LastError is the connection's last client error, with its time and
+	// whether it recovered (the connection was confirmed up after it).
+	LastError LastError
 }
 
 // Status returns the state and counters of a connection.
@@ -140,13 +143,13 @@ func (m *Module) Status(name string) (ConnectionStatus, error) {
 }
 
 func (m *Module) status(c *conn) ConnectionStatus {
-	state, lastErr, at := c.getState()
+	state, lastErr := c.getState()
 	c.mu.Lock()
 	prod := c.producer != nil
 	nsubs := len(c.subs)
 	c.mu.Unlock()
 	return ConnectionStatus{
-		Name: c.name, Brokers: m.brokersLabel(c.cfg()), State: state, LastError: lastErr, LastErrorAt: at,
+		Name: c.name, Brokers: m.brokersLabel(c.cfg()), State: state, LastError: lastErr,
 		Produced: c.produced.Load(), Delivered: c.delivered.Load(), Failed: c.failed.Load(),
 		Dropped: c.droppedTotal(), QueueFullDrops: c.dropped[dropQueueFull].Load(), Queued: c.queued(),
 		Errors: c.errorsN.Load(), Rebuilds: c.rebuilds.Load(), ProducerCreated: prod, Consumers: nsubs,
@@ -154,8 +157,8 @@ func (m *Module) status(c *conn) ConnectionStatus {
 }
 
 func (m *Module) cliStatus(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 0 {
-		return cli.Usagef("kafka show status takes no arguments")
+	if err := cli.NoArgs(args); err != nil {
+		return err
 	}
 	fmt.Fprintln(w, "Connections:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -181,8 +184,8 @@ func (m *Module) cliStatus(_ context.Context, w io.Writer, args []string) error 
 }
 
 func (m *Module) cliConnection(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 1 {
-		return cli.Usagef("name one connection")
+	if err := cli.ExactArgs(args, "<name>"); err != nil {
+		return err
 	}
 	c, err := m.conn(args[0])
 	if err != nil {
@@ -230,8 +233,8 @@ func (m *Module) cliConnection(_ context.Context, w io.Writer, args []string) er
 	line("Queued", strconv.Itoa(st.Queued))
 	line("Client errors", strconv.FormatInt(st.Errors, 10))
 	line("Rebuilds (reload)", strconv.FormatInt(st.Rebuilds, 10))
-	if st.LastError != "" {
-		line("Last error", st.LastError+" (at "+st.LastErrorAt.Format(time.RFC3339)+")")
+	if le := st.LastError.String(); le != "" {
+		line("Last error", le)
 	} else {
 		line("Last error", "(none)")
 	}
@@ -251,8 +254,8 @@ func (m *Module) cliConnection(_ context.Context, w io.Writer, args []string) er
 }
 
 func (m *Module) cliConsumers(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 0 {
-		return cli.Usagef("kafka show consumers takes no arguments")
+	if err := cli.NoArgs(args); err != nil {
+		return err
 	}
 	subs := m.allSubscriptions()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -282,8 +285,8 @@ func (m *Module) cliConsumers(_ context.Context, w io.Writer, args []string) err
 }
 
 func (m *Module) cliConsumer(_ context.Context, w io.Writer, args []string) error {
-	if len(args) != 1 {
-		return cli.Usagef("name one consumer")
+	if err := cli.ExactArgs(args, "<name>"); err != nil {
+		return err
 	}
 	var s *Subscription
 	for _, x := range m.allSubscriptions() {
@@ -323,8 +326,12 @@ func (m *Module) cliConsumer(_ context.Context, w io.Writer, args []string) erro
 	line("Rebalances", strconv.FormatInt(st.Rebalances, 10))
 	line("Discarded on revocation", strconv.FormatInt(st.Discarded, 10))
 	line("Commit errors", strconv.FormatInt(st.CommitErrors, 10))
-	if st.LastError != "" {
-		line("Last error", st.LastError)
+	if len(st.WaitingTopics) > 0 {
+		line("Waiting for topics", fmt.Sprintf("%s (not created yet, since %s; a warning if still missing %s after the start)",
+			strings.Join(st.WaitingTopics, ", "), st.WaitingSince.Format(time.TimeOnly), s.grace))
+	}
+	if le := st.LastError.String(); le != "" {
+		line("Last error", le)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -345,8 +352,10 @@ func (m *Module) cliConsumer(_ context.Context, w io.Writer, args []string) erro
 }
 
 func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) error {
-	if len(args) < 6 || args[0] != "connection" || args[2] != "topic" || args[4] != "message" {
-		return cli.Usagef("wrong arguments")
+	for i, kv := range [][2]string{{"connection", "<name>"}, {"topic", "<topic>"}, {"message", "<text>"}} {
+		if err := cli.Keyword(args, 2*i, kv[0], kv[1]); err != nil {
+			return err
+		}
 	}
 	name, topic := args[1], args[3]
 	rest := args[5:]
@@ -378,11 +387,12 @@ func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) er
 		}
 		fmt.Fprintf(w, "Message delivered to %s [%d] at offset %d\n", d.Topic, d.Partition, d.Offset)
 	case <-timer.C:
-		state, lastErr, _ := c.getState()
-		if lastErr != "" {
-			lastErr = ", last error: " + lastErr
+		state, lastErr := c.getState()
+		le := ""
+		if lastErr.Message != "" {
+			le = ", last error: " + lastErr.String()
 		}
-		return fmt.Errorf("Message not delivered within %s; it stays queued (connection state %s%s)", testSendTimeout, state, lastErr)
+		return fmt.Errorf("Message not delivered within %s; it stays queued (connection state %s%s)", testSendTimeout, state, le)
 	case <-ctx.Done():
 		return errors.New("Interrupted; the message stays queued")
 	}

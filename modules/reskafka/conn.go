@@ -64,17 +64,22 @@ type conn struct {
 	errorsN   atomic.Int64
 	rebuilds  atomic.Int64
 
-	smu       sync.Mutex // guards the fields below
-	state     string
-	lastErr   string
-	lastErrAt time.Time
-	brokers   []brokerStat
-	statsAt   time.Time
-	secrets   []string
+	// unconfirmed is set while the state is not up or the last error has
+	// not recovered: the hot paths that confirm the connection works
+	// (deliveries, received messages) take smu only then.
+	unconfirmed atomic.Bool
+
+	smu     sync.Mutex // guards the fields below
+	state   string
+	lastErr LastError
+	brokers []brokerStat
+	statsAt time.Time
+	secrets []string
 }
 
 func newConn(m *Module, cfg *Connection, bootstrap string) *conn {
 	c := &conn{m: m, name: cfg.Name, subs: map[*Subscription]struct{}{}, state: stateIdle}
+	c.unconfirmed.Store(true)
 	c.setConfig(cfg, bootstrap)
 	return c
 }
@@ -110,20 +115,42 @@ func (c *conn) mask(s string) string {
 	return s
 }
 
-func (c *conn) setState(s string) {
-	c.smu.Lock()
+// setStateLocked sets the state; c.smu held.
+func (c *conn) setStateLocked(s string) {
 	c.state = s
-	c.smu.Unlock()
+	c.unconfirmed.Store(c.state != stateUp || (c.lastErr.Message != "" && !c.lastErr.Recovered))
 }
 
-func (c *conn) getState() (state, lastErr string, at time.Time) {
+func (c *conn) getState() (state string, lastErr LastError) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	state = c.state
 	if c.removed {
 		state += " (" + stateRemoved + ")"
 	}
-	return state, c.lastErr, c.lastErrAt
+	return state, c.lastErr
+}
+
+// confirmUp records that the connection works (a message delivered or
+// received, a partition assignment, an offset commit): the state becomes up
+// unless a client failed fatally, and a last error recorded before is marked
+// recovered.
+func (c *conn) confirmUp() {
+	if !c.unconfirmed.Load() {
+		return
+	}
+	c.smu.Lock()
+	c.confirmUpLocked(time.Now())
+	c.smu.Unlock()
+}
+
+// confirmUpLocked is confirmUp with c.smu held.
+func (c *conn) confirmUpLocked(now time.Time) {
+	if c.state == stateFatal {
+		return
+	}
+	c.lastErr.recover(now)
+	c.setStateLocked(stateUp)
 }
 
 // setError records a client error as the connection's last error and
@@ -149,16 +176,20 @@ func (c *conn) setError(err error) {
 		}
 	}
 	c.errorsN.Add(1)
+	now := time.Now()
 	c.smu.Lock()
 	// "All brokers down" after an authentication failure says less than
-	// the failure itself: keep the latter as the state and last error.
-	if !(c.state == stateAuthFailed && (state == stateDown || state == "")) {
-		c.lastErr = msg
+	// the failure itself: keep the latter as the state and last error,
+	// failing as of now.
+	if c.state == stateAuthFailed && (state == stateDown || state == "") {
+		c.lastErr.set(c.lastErr.Message, now)
+	} else {
+		c.lastErr.set(msg, now)
 		if state != "" {
 			c.state = state
 		}
 	}
-	c.lastErrAt = time.Now()
+	c.setStateLocked(c.state)
 	c.smu.Unlock()
 }
 
@@ -214,10 +245,11 @@ func (c *conn) handleStats(js string) {
 		up = up || b.State == "UP"
 	}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
+	now := time.Now()
 	c.smu.Lock()
-	c.brokers, c.statsAt = bs, time.Now()
-	if up && (c.state == stateConnecting || c.state == stateDown) {
-		c.state = stateUp
+	c.brokers, c.statsAt = bs, now
+	if up {
+		c.confirmUpLocked(now)
 	}
 	c.smu.Unlock()
 }
@@ -237,7 +269,7 @@ func (c *conn) newKafkaProducer(p *Producer) (*rdProducer, error) {
 	c.m.poll.add(kp, p, c)
 	c.smu.Lock()
 	if c.state == stateIdle {
-		c.state = stateConnecting
+		c.setStateLocked(stateConnecting)
 	}
 	c.smu.Unlock()
 	return kp, nil

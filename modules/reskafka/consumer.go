@@ -47,6 +47,10 @@ type SubscribeOptions struct {
 	// default, range,roundrobin), "range", "roundrobin" or
 	// "cooperative-sticky".
 	Assignor string
+	// MissingTopicGrace is how long after Subscribe a subscribed topic that
+	// does not exist yet is waited for before it is reported as an error:
+	// 0 means MissingTopicGrace (30 s), a negative value no waiting at all.
+	MissingTopicGrace time.Duration
 }
 
 type tpKey struct {
@@ -66,6 +70,13 @@ type Subscription struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// started is when Subscribe was called; a subscribed topic librdkafka
+	// reports missing within grace after it is waited for (topicwait.go).
+	started  time.Time
+	grace    time.Duration
+	waitingN atomic.Int32 // len(waiting)
+	checking atomic.Bool  // verifyTopics runs
 
 	queue chan *Message // bounded hand-off to the handler goroutine
 	space chan struct{} // the handler took a message (capacity 1)
@@ -97,11 +108,16 @@ type Subscription struct {
 	smu        sync.Mutex
 	assigned   []kafka.TopicPartition
 	committed  map[tpKey]int64
-	lastErr    string
+	lastErr    LastError
+	waiting    map[string]*topicWait // subscribed topics not created yet
 	protocol   string
 	paused     bool
 	pending    []*Message // poll goroutine only
 	clientName string
+
+	// failing is set while lastErr has not recovered, so that the message
+	// path takes smu only then.
+	failing atomic.Bool
 
 	received      atomic.Int64
 	handled       atomic.Int64
@@ -146,7 +162,13 @@ func (m *Module) Subscribe(connName string, topics []string, h Handler, opts Sub
 	}
 	s := &Subscription{m: m, c: c, group: group, opts: opts, topics: append([]string(nil), topics...), h: h,
 		queue: make(chan *Message, cfg.HandlerQueue), space: make(chan struct{}, 1), owned: map[tpKey]uint64{}, committed: map[tpKey]int64{},
-		hDone: make(chan struct{})}
+		waiting: map[string]*topicWait{}, hDone: make(chan struct{}), started: time.Now(), grace: opts.MissingTopicGrace}
+	switch {
+	case s.grace == 0:
+		s.grace = MissingTopicGrace
+	case s.grace < 0:
+		s.grace = 0
+	}
 	s.ctx, s.cancel = context.WithCancel(m.ctx)
 	m.mu.Lock()
 	name := opts.Name
@@ -209,7 +231,7 @@ func (s *Subscription) startConsumer() error {
 	}
 	s.c.smu.Lock()
 	if s.c.state == stateIdle {
-		s.c.state = stateConnecting
+		s.c.setStateLocked(stateConnecting)
 	}
 	s.c.smu.Unlock()
 	s.smu.Lock()
@@ -291,12 +313,49 @@ func (s *Subscription) Commit(msg *Message) error {
 	tp := kafka.TopicPartition{Topic: &topic, Partition: msg.Partition, Offset: kafka.Offset(msg.Offset + 1)}
 	if _, err := kc.CommitOffsets([]kafka.TopicPartition{tp}); err != nil {
 		s.commitErrors.Add(1)
-		return fmt.Errorf("subscription %s: commit %s [%d] offset %d: %w", s.name, topic, msg.Partition, msg.Offset+1, err)
+		err = fmt.Errorf("subscription %s: commit %s [%d] offset %d: %w", s.name, topic, msg.Partition, msg.Offset+1, err)
+		s.setErr(err.Error())
+		return err
 	}
 	s.smu.Lock()
 	s.committed[tpKey{topic, msg.Partition}] = msg.Offset + 1
 	s.smu.Unlock()
+	s.working()
 	return nil
+}
+
+// setErr records msg (masked here) as the subscription's last error.
+func (s *Subscription) setErr(msg string) {
+	msg = s.c.mask(msg)
+	s.smu.Lock()
+	s.lastErr.set(msg, time.Now())
+	s.failing.Store(true)
+	s.smu.Unlock()
+}
+
+// clientError records and logs an error event of the subscription's
+// consumer, as the subscription's and the connection's last error.
+func (s *Subscription) clientError(e kafka.Error) {
+	s.setErr(e.Error())
+	s.c.handleClientError("consumer", e)
+}
+
+// working records that the subscription works (a message received, an
+// offset committed): its last error and the connection's are recovered and
+// the connection is up.
+func (s *Subscription) working() {
+	s.recoverErr()
+	s.c.confirmUp()
+}
+
+// recoverErr marks the subscription's last error recovered.
+func (s *Subscription) recoverErr() {
+	if s.failing.Load() {
+		s.smu.Lock()
+		s.lastErr.recover(time.Now())
+		s.failing.Store(false)
+		s.smu.Unlock()
+	}
 }
 
 // pollLoop serves the consumer: messages into the handler queue, rebalances,
@@ -333,16 +392,18 @@ func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
 			timeout = 0
 		}
 		ev := kc.Poll(timeout)
+		s.checkWaitingTopics()
 		if ev == nil {
 			continue
 		}
 		switch e := ev.(type) {
 		case *kafka.Message:
 			if e.TopicPartition.Error != nil {
-				s.c.handleClientError("consumer", toKafkaError(e.TopicPartition.Error))
+				s.clientError(toKafkaError(e.TopicPartition.Error))
 				continue
 			}
 			s.received.Add(1)
+			s.working()
 			msg := convertMessage(e)
 			key := tpKey{msg.Topic, msg.Partition}
 			s.omu.Lock()
@@ -356,26 +417,31 @@ func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
 			s.pending = append(s.pending, msg)
 			s.feed(kc)
 		case kafka.Error:
-			s.smu.Lock()
-			s.lastErr = s.c.mask(e.Error())
-			s.smu.Unlock()
-			s.c.handleClientError("consumer", e)
-		case kafka.OffsetsCommitted:
-			s.smu.Lock()
-			if e.Error != nil {
-				s.lastErr = s.c.mask(e.Error.Error())
+			if s.waitForTopic(e) {
+				continue
 			}
+			s.clientError(e)
+		case kafka.OffsetsCommitted:
+			ok := false
+			s.smu.Lock()
 			for _, tp := range e.Offsets {
 				if tp.Error == nil && tp.Offset >= 0 && tp.Topic != nil {
 					s.committed[tpKey{*tp.Topic, tp.Partition}] = int64(tp.Offset)
+					ok = true
 				}
 			}
 			s.smu.Unlock()
-			if e.Error != nil {
-				var ke kafka.Error
-				if !errors.As(e.Error, &ke) || ke.Code() != kafka.ErrNoOffset {
-					s.commitErrors.Add(1)
-				}
+			var ke kafka.Error
+			switch {
+			case e.Error == nil && ok:
+				s.working()
+			case e.Error == nil:
+				// Nothing was committed.
+			case errors.As(e.Error, &ke) && ke.Code() == kafka.ErrNoOffset:
+				// Nothing new to commit: not a failure.
+			default:
+				s.commitErrors.Add(1)
+				s.setErr(e.Error.Error())
 			}
 		case *kafka.Stats:
 			s.c.handleStats(e.String())
@@ -458,6 +524,7 @@ func (s *Subscription) rebalance(kc *kafka.Consumer, ev kafka.Event) error {
 		}
 		if err != nil {
 			s.c.setError(err)
+			s.setErr("assign: " + err.Error())
 			s.m.logger.Error("kafka assign failed", "subscription", s.name, "err", err)
 		}
 		s.smu.Lock()
@@ -472,12 +539,16 @@ func (s *Subscription) rebalance(kc *kafka.Consumer, ev kafka.Event) error {
 		if paused {
 			_ = kc.Pause(e.Partitions)
 		}
-		s.c.smu.Lock()
-		if s.c.state == stateConnecting || s.c.state == stateDown || s.c.state == stateIdle {
-			s.c.state = stateUp
-		}
-		s.c.smu.Unlock()
 		s.m.logger.Info("kafka partitions assigned", "subscription", s.name, "protocol", proto, "partitions", tpString(e.Partitions))
+		if err == nil {
+			// The group works: the connection is up. The subscription's
+			// last error clears with partitions to consume.
+			if len(e.Partitions) > 0 {
+				s.recoverErr()
+			}
+			s.c.confirmUp()
+		}
+		s.topicsAssigned(e.Partitions)
 	case kafka.RevokedPartitions:
 		s.rebalances.Add(1)
 		lost := kc.AssignmentLost()
@@ -520,8 +591,11 @@ func (s *Subscription) rebalance(kc *kafka.Consumer, ev kafka.Event) error {
 				var ke kafka.Error
 				if !errors.As(err, &ke) || ke.Code() != kafka.ErrNoOffset {
 					s.commitErrors.Add(1)
+					s.setErr("commit on revocation: " + err.Error())
 					s.m.lim.Warn("commit:"+s.name, "kafka commit on revocation failed", "subscription", s.name, "err", err)
 				}
+			} else {
+				s.working()
 			}
 		}
 		s.hmu.Unlock()
@@ -675,7 +749,15 @@ type SubscriptionStatus struct {
 	CommitErrors                              int64
 	Queued                                    int
 	Paused                                    bool
-	LastError                                 string
+
+	// LastError is the subscription's last error, with its time and
+	// whether it recovered (see LastError for what clears it).
+	LastError LastError
+	// WaitingTopics are subscribed topics that did not exist yet within
+	// MissingTopicGrace of the start, sorted; WaitingSince is when the
+	// first of them was reported missing.
+	WaitingTopics []string
+	WaitingSince  time.Time
 }
 
 // PartitionStatus is one assigned partition.
@@ -693,6 +775,7 @@ func (s *Subscription) Status() SubscriptionStatus {
 	s.smu.Lock()
 	st := SubscriptionStatus{Name: s.name, Connection: s.c.name, Group: s.group, Protocol: s.protocol,
 		Client: s.clientName, Topics: s.topics, Paused: s.paused, LastError: s.lastErr}
+	st.WaitingTopics, st.WaitingSince = s.waitingTopicsLocked()
 	assigned := append([]kafka.TopicPartition(nil), s.assigned...)
 	committed := make(map[tpKey]int64, len(s.committed))
 	for k, v := range s.committed {

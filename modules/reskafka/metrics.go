@@ -54,7 +54,7 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descQueued, float64(c.queued()), name)
 		counter(descErrors, c.errorsN.Load(), name)
-		state, _, _ := c.getState()
+		state, _ := c.getState()
 		up := 0.0
 		if state == stateUp {
 			up = 1

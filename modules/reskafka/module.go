@@ -27,6 +27,36 @@
 // poll goroutine because a revocation must wait for the message a handler is
 // processing: in a shared loop one slow handler would delay everybody.
 //
+// # Topics that do not exist yet
+//
+// A subscription may start before its topic exists: on a fresh deployment
+// the topic's producer (cdr_kafka, the policy publisher, "kafka publish")
+// creates it moments later. For MissingTopicGrace (30 s) after Subscribe,
+// librdkafka's "Subscribed topic not available: <topic>: Broker: Unknown
+// topic or partition" is a waiting state, not an error: it is logged once at
+// INFO ("kafka subscription waiting for topic to be created"), leaves the
+// connection's state, error count and last error alone, and "kafka show
+// consumer" shows "Waiting for topics: <topic>" (SubscriptionStatus.
+// WaitingTopics). The wait ends when partitions of the topic are assigned or
+// a metadata request finds the topic (asked after an assignment that left
+// topics waited for, and when the grace period ends). A topic still missing
+// when the grace period ends is a client error like any other: a warning
+// (rate-limited), the connection's state and last error, the subscription's
+// last error. Subscriptions do not create their topics (librdkafka's
+// allow.auto.create.topics is false for consumers unless kafka.conf passes
+// it through).
+//
+// # Last errors
+//
+// Every connection and subscription keeps its last error with its time
+// (ConnectionStatus.LastError, SubscriptionStatus.LastError, "kafka show
+// connection", "kafka show consumer"), shown as "(at <time>, still failing)"
+// until the condition clears and as "(at <time>, recovered at <time>)"
+// after. A subscription's error clears with a later successful partition
+// assignment, message received or offset commit; a connection's when the
+// connection is confirmed up after it (a delivery, an assignment, a message
+// received or committed, a broker UP in the statistics). See LastError.
+//
 // # Reload
 //
 // Unchanged connections are untouched. A changed connection gets a new

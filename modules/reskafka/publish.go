@@ -44,9 +44,18 @@ func (m *Module) publishCommand() *cli.Command {
 }
 
 func (m *Module) cliPublishFile(ctx context.Context, w io.Writer, args []string) error {
-	if (len(args) != 6 && len(args) != 8) || args[0] != "connection" || args[2] != "topic" || args[4] != "file" ||
-		(len(args) == 8 && args[6] != "key") {
-		return cli.Usagef("wrong arguments")
+	for i, kv := range [][2]string{{"connection", "<name>"}, {"topic", "<topic>"}, {"file", "<path>"}} {
+		if err := cli.Keyword(args, 2*i, kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	if len(args) > 6 {
+		if err := cli.Keyword(args, 6, "key", "<key>"); err != nil {
+			return err
+		}
+	}
+	if err := cli.MaxArgs(args, 8); err != nil {
+		return err
 	}
 	name, topic, path := args[1], args[3], args[5]
 	var key []byte

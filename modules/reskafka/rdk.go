@@ -510,13 +510,8 @@ func (c *conn) serve(p *Producer, kp *rdProducer, maxEvents int) int {
 	return ev.events + len(ev.drs) + int(ev.ok)
 }
 
-func (c *conn) markUp() {
-	c.smu.Lock()
-	if c.state != stateUp {
-		c.state = stateUp
-	}
-	c.smu.Unlock()
-}
+// markUp records a successful delivery: the connection works.
+func (c *conn) markUp() { c.confirmUp() }
 
 // drScratch is the poll goroutine's scratch space for deliveries.
 type drScratch struct {
