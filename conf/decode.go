@@ -155,21 +155,6 @@ func Decode(s *Section, v any) error {
 	return nil
 }
 
-// DecodeFile loads the file at path and decodes its section called section
-// into v. A missing section is an error (use [Decode] with a nil section to
-// run on defaults instead).
-func DecodeFile(path, section string, v any) error {
-	f, err := Load(path)
-	if err != nil {
-		return err
-	}
-	s := f.Section(section)
-	if s == nil {
-		return Errors{{File: path, Section: section, Msg: "section not found"}}
-	}
-	return Decode(s, v)
-}
-
 // matchPrefix returns the prefix field whose prefix starts name
 // (case-insensitively), or nil.
 func matchPrefix(prefixes []*field, name string) *field {

@@ -2,7 +2,6 @@ package conf
 
 import (
 	"errors"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -333,24 +332,6 @@ func TestDecodeProgrammingErrors(t *testing.T) {
 	}{}
 	if err := Decode(section(t, "[s]\na = 1\n"), &v); err != nil || v.A != 1 {
 		t.Fatalf("%v %+v", err, v)
-	}
-}
-
-func TestDecodeFile(t *testing.T) {
-	dir := writeFiles(t, map[string]string{"kafka.conf": "[main]\nbrokers = b:9092\ntimeout = 1s\n"})
-	path := filepath.Join(dir, "kafka.conf")
-	var c Conn
-	if err := DecodeFile(path, "main", &c); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(c.Brokers, []string{"b:9092"}) || c.Timeout != time.Second {
-		t.Errorf("got %+v", c)
-	}
-	if err := DecodeFile(path, "nope", &c); err == nil || err.Error() != path+": [nope]: section not found" {
-		t.Errorf("err = %v", err)
-	}
-	if err := DecodeFile(filepath.Join(dir, "missing.conf"), "main", &c); err == nil {
-		t.Error("no error for a missing file")
 	}
 }
 

@@ -4,40 +4,53 @@
 //
 // # What go-ini does and what this package adds
 //
-// The INI core is github.com/go-ini/ini: every "key = value" line is handed
-// to go-ini's parser, which splits the key from the value, trims both and
-// reads its raw-string forms (a value written as `...` or """...""" on one
-// line is taken literally). [File.INI] also returns the parsed result as a
-// go-ini *ini.File for code that prefers go-ini's accessors.
+// The INI core is github.com/go-ini/ini, which reads the text of a file
+// (with its includes spliced in) in a single load: it finds the sections
+// and the keys, splits each key from its value at the first '=', trims
+// both, reads its raw-string forms (a value written as `...` or """..."""
+// is taken literally) and keeps every occurrence of a repeated key as a
+// shadow. [File.INI] also returns the parsed result as a go-ini *ini.File
+// for code that prefers go-ini's accessors.
 //
-// go-ini cannot express the Asterisk syntax switchboard's users write, nor
-// report line numbers, so this package scans the text itself, line by line,
-// and adds:
+// go-ini knows neither the Asterisk syntax switchboard's users write nor
+// line numbers, so a light pre-pass of this package reads each file line by
+// line before go-ini does. It records where every line came from, keeps
+// what go-ini can read and rewrites the rest:
 //
-//   - ';' comments on their own line or after a value ("key = v ; note");
-//     "\;" is a literal semicolon. '#' starts a comment only at the start of
-//     a line, and only when the line is not an #include or #tryinclude.
+//   - ';' comments on their own line or after a value ("key = v ; note")
+//     are removed, except "\;", which is a literal semicolon. '#' starts a
+//     comment only at the start of a line, and only when the line is not an
+//     #include or #tryinclude.
 //   - Section headers "[name]", "[name](!)" (a template, not returned in
 //     [File.Sections]), "[name](tmpl1,tmpl2)" (inherit every key of tmpl1,
 //     then of tmpl2, then the section's own keys) and "[name](!,tmpl)" (a
-//     template that inherits a template). As in Asterisk, a template must be
-//     defined before the section that uses it; any earlier section, template
-//     or not, may be inherited from. Section names are case-sensitive and
-//     must be unique.
-//   - "key => value" as a synonym of "key = value". Keys keep the case they
-//     were written in ([Decode] matches them case-insensitively); a value in
-//     double quotes loses its quotes ("key = " a " " keeps the spaces).
+//     template that inherits a template) are handed to go-ini as "[name]";
+//     the templates and inheritance are applied after go-ini has read the
+//     keys. As in Asterisk, a template must be defined before the section
+//     that uses it; any earlier section, template or not, may be inherited
+//     from. Section names are case-sensitive and must be unique.
+//   - "key => value" is handed to go-ini as "key = value". Keys keep the
+//     case they were written in ([Decode] matches them case-insensitively);
+//     a value in double quotes loses its quotes ("key = " a " " keeps the
+//     spaces). A key name cannot start with a quote (go-ini would read it
+//     as a quoted name ending elsewhere than at the first '='), and a raw
+//     value must close on its own line (go-ini would read on into the next
+//     lines).
 //   - Repeated keys are all kept, in order: [Section.Values] returns every
-//     occurrence (a list), [Section.Key] the effective (last) one.
+//     occurrence (a list), [Section.Key] the effective (last) one. An empty
+//     value is handed to go-ini as "", since go-ini leaves empty shadows out.
 //   - #include "file" and #include file (also <file>), relative to the
-//     directory of the including file. The included lines continue the
-//     current section, as if pasted in. A missing file is an error;
-//     #tryinclude skips a missing file. Include cycles are errors naming the
-//     chain of files.
-//   - The file and line of every section header and key, so that every
-//     problem, while parsing or decoding, is reported as "file:line: [section]
-//     key: message". Parsing goes on after a problem, and all of them are
-//     returned together as [Errors].
+//     directory of the including file, are replaced by the lines of the
+//     file, which continue the current section as if pasted in. A missing
+//     file is an error; #tryinclude skips a missing file. Include cycles are
+//     errors naming the chain of files.
+//   - The file and line of every section header and key. go-ini keeps the
+//     occurrences of a key in order, so the n-th line of a section with a
+//     given key name is paired with go-ini's n-th value of that key. Every
+//     problem, while parsing or decoding, is reported as "file:line:
+//     [section] key: message". The pre-pass goes on after a problem and
+//     refuses every line go-ini could not read as one key, so all problems
+//     are returned together as [Errors].
 //
 // # Decoding
 //
@@ -68,4 +81,21 @@
 // Problems of the struct itself (bad tags, bad defaults, unsupported types)
 // are programming errors and are returned as a plain error, never as a
 // panic.
+//
+// # Whole files
+//
+// [DecodeFile] decodes a whole file into a struct whose fields stand for
+// sections, chosen by a `section` tag:
+//
+//	section:"general"    on a struct: that section, decoded with Decode (an absent
+//	                     section decodes like an empty one)
+//	section:"groups"     on a *Section: the section itself, nil when absent, for
+//	                     sections whose keys are free-form
+//	section:"*"          on a []Named[T]: every other section, in file order, each
+//	                     decoded into a T
+//
+// Without a "*" field, a section no field takes is reported as "unknown
+// section (want [general] or [groups])". A type whose file has a shape of
+// its own implements [Unmarshaler] instead; a type with rules across keys
+// implements [Validator], and reports its problems with [Errors.At].
 package conf

@@ -85,6 +85,26 @@ func (e *Errors) Addf(file string, line int, section, key, format string, args .
 	*e = append(*e, &Error{File: file, Line: line, Section: section, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
+// At appends a problem located at the key called key of the section called
+// section in f, for checks (such as a [Validator]'s) that know names rather
+// than keys. The key is its last occurrence, its name compared
+// case-insensitively as [Decode] does; when the key is "" or absent, the
+// problem is located at the section header, and when the section is absent
+// too, at the file. With a nil f (no file) the problem has no position.
+func (e *Errors) At(f *File, section, key string, format string, args ...any) {
+	err := &Error{Section: section, Key: key, Msg: fmt.Sprintf(format, args...)}
+	if f != nil {
+		err.File = f.Path
+		if s := f.Section(section); s != nil {
+			err.File, err.Line = s.File, s.Line
+			if k := s.lastFold(key); k != nil {
+				err.File, err.Line, err.Key = k.File, k.Line, k.Name
+			}
+		}
+	}
+	*e = append(*e, err)
+}
+
 // Err returns e as an error, or nil when e is empty (so a nil Errors never
 // becomes a non-nil error interface by accident).
 func (e Errors) Err() error {

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"errors"
 	"io/fs"
 	"path/filepath"
 	"reflect"
@@ -64,6 +65,8 @@ func FuzzParse(f *testing.F) {
 		"k = outside\n[\n[]\n[a](\n[a](x)\njunk\n= v\n- = x\n",
 		"[a]\n[a]\n#include\n#include \"\n",
 		"[a]\n#include loop.conf\n",
+		"[s]\nk =\nK = 1\nk = ``\nk = x\nj = \"\"\"\"\"\"\nk => y\n",
+		"[DEFAULT]\na.b = 1\n[a.b]\nc:d = 2\n\"q\" = 1\nk = \"\"\"\n",
 	} {
 		f.Add(seed)
 	}
@@ -72,6 +75,11 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			if file != nil || err.Error() == "" {
 				t.Fatalf("bad error result: %v %v", file, err)
+			}
+			// go-ini must read whatever the pre-pass hands it as the
+			// pre-pass expects.
+			if strings.Contains(err.Error(), "internal error") {
+				t.Fatalf("parse of %q: %v", data, err)
 			}
 			return
 		}
@@ -90,6 +98,13 @@ func FuzzParse(f *testing.F) {
 			before := v
 			if err := Decode(s, &v); err != nil && !reflect.DeepEqual(v, before) {
 				t.Fatalf("Decode changed its target on error: %v", err)
+			}
+		}
+		var whole fileConfig
+		if err := DecodeFile(file, &whole); err != nil {
+			var errs Errors
+			if !errors.As(err, &errs) || !reflect.DeepEqual(whole, fileConfig{}) {
+				t.Fatalf("DecodeFile: %v (%T), target %+v", err, err, whole)
 			}
 		}
 		if _, err := file.INI(); err != nil {

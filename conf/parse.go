@@ -92,6 +92,17 @@ func (s *Section) Values(name string) []*Key {
 	return out
 }
 
+// lastFold returns the last occurrence of the key called name, compared
+// case-insensitively, or nil.
+func (s *Section) lastFold(name string) *Key {
+	for i := len(s.Keys) - 1; i >= 0; i-- {
+		if strings.EqualFold(s.Keys[i].Name, name) {
+			return s.Keys[i]
+		}
+	}
+	return nil
+}
+
 // Key is one "key = value" line. Inherited keys keep the file and line of
 // the template they come from.
 type Key struct {
@@ -133,10 +144,30 @@ func readFile(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
+// iniOptions are the go-ini options for the text the pre-pass hands over.
+var iniOptions = ini.LoadOptions{
+	KeyValueDelimiters:         "=",  // ':' belongs to the key name, as in Asterisk
+	AllowShadows:               true, // a repeated key keeps every occurrence, in order
+	AllowDuplicateShadowValues: true, // ... even when two occurrences have the same value
+	IgnoreInlineComment:        true, // comments are already gone; a ';' or '#' left in a value is literal
+	IgnoreContinuation:         true, // a trailing '\' is part of the value
+	PreserveSurroundedQuote:    true, // double quotes are stripped by unquote; single quotes stay
+}
+
 // rawSection is a section (concrete or template) while parsing.
 type rawSection struct {
 	sec      *Section
 	template bool
+	bases    []*rawSection // templates it inherits from, in header order
+	own      []keyLine     // its own key lines, in order
+	size     int           // keys it will have: inherited ones plus own ones
+}
+
+// keyLine is where one key of a section was written.
+type keyLine struct {
+	name string // as go-ini reads it: the trimmed text before '=', escapes kept
+	file string
+	line int
 }
 
 // laterRef is a template reference that was unknown where it was used.
@@ -145,8 +176,10 @@ type laterRef struct {
 	err  *Error
 }
 
-// parser holds the state of one Parse call; it flows through included files
-// as if their text were pasted in.
+// parser holds the state of one Parse call. Its pre-pass reads the files
+// line by line, splicing includes in as if their text were pasted, and
+// writes the plain INI text go-ini then loads in one go; it records where
+// every section and key of that text came from.
 type parser struct {
 	read    func(string) ([]byte, error)
 	errs    Errors
@@ -156,7 +189,8 @@ type parser struct {
 	byName  map[string]*rawSection
 	cur     *rawSection // section receiving keys; nil before the first header
 	unknown []laterRef
-	copied  int // keys copied from templates so far
+	copied  int          // keys inherited from templates so far
+	text    bytes.Buffer // the INI text for go-ini
 }
 
 func parse(name string, data []byte, read func(string) ([]byte, error)) (*File, error) {
@@ -170,16 +204,64 @@ func parse(name string, data []byte, read func(string) ([]byte, error)) (*File, 
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}
+	in, err := ini.LoadSources(iniOptions, p.text.Bytes())
+	if err != nil {
+		// The pre-pass only hands over text go-ini accepts.
+		return nil, Errors{{File: name, Msg: fmt.Sprintf("internal error: go-ini cannot read the file: %v", err)}}
+	}
 	f := &File{Path: name}
 	for _, rs := range p.all {
+		for _, b := range rs.bases {
+			for _, k := range b.sec.Keys {
+				c := *k
+				rs.sec.Keys = append(rs.sec.Keys, &c)
+			}
+		}
+		p.ownKeys(rs, in)
 		if !rs.template {
 			f.Sections = append(f.Sections, rs.sec)
 		}
 	}
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
 	return f, nil
 }
 
-// file parses the text of one file.
+// ownKeys appends to rs the keys go-ini read in its section. go-ini keeps
+// one key per name, in order of first occurrence, with every later
+// occurrence as a shadow, so the n-th line of rs with a given name is the
+// n-th value go-ini has for that name.
+func (p *parser) ownKeys(rs *rawSection, in *ini.File) {
+	s := rs.sec
+	gs, err := in.GetSection(s.Name)
+	if err != nil {
+		p.errs.Add(s, nil, "internal error: go-ini lost the section: %v", err)
+		return
+	}
+	keys := gs.Keys()
+	values := make(map[string][]string, len(keys))
+	for _, k := range keys {
+		values[k.Name()] = k.ValueWithShadows()
+	}
+	used := map[string]int{}
+	for _, kl := range rs.own {
+		i := used[kl.name]
+		used[kl.name]++
+		if i >= len(values[kl.name]) {
+			p.errs.Addf(kl.file, kl.line, s.Name, unescape(kl.name), "internal error: go-ini did not read this key")
+			continue
+		}
+		s.Keys = append(s.Keys, &Key{Name: unescape(kl.name), Value: unescape(unquote(values[kl.name][i])), File: kl.file, Line: kl.line})
+	}
+	for _, k := range keys {
+		if n := len(values[k.Name()]); n != used[k.Name()] {
+			p.errs.Add(s, nil, "internal error: go-ini read %d values of key %q, the file has %d", n, k.Name(), used[k.Name()])
+		}
+	}
+}
+
+// file reads the text of one file.
 func (p *parser) file(name string, data []byte) {
 	abs, err := filepath.Abs(name)
 	if err != nil {
@@ -207,7 +289,8 @@ func (p *parser) errorf(file string, line int, key, format string, args ...any) 
 	return e
 }
 
-// line parses one line of a file.
+// line reads one line of a file: a comment, a directive, a section header
+// or a key.
 func (p *parser) line(file string, n int, raw string) {
 	text := strings.TrimSpace(raw)
 	switch {
@@ -222,61 +305,82 @@ func (p *parser) line(file string, n int, raw string) {
 		return // any other '#' line is a comment
 	}
 	text = strings.TrimSpace(stripComment(text))
-	if text == "" {
-		return
-	}
-	if text[0] == '[' {
+	switch {
+	case text == "":
+	case text[0] == '[':
 		p.header(file, n, text)
-		return
-	}
-	if p.cur == nil {
+	case p.cur == nil:
 		p.errorf(file, n, "", "line outside of any section: %q (a [section] header must come first)", text)
-		return
+	default:
+		p.key(file, n, text)
 	}
+}
+
+// key reads a "key = value" or "key => value" line (comment removed) and
+// hands it to go-ini as "key = value".
+func (p *parser) key(file string, n int, text string) {
 	eq := strings.IndexByte(text, '=')
 	if eq < 0 {
 		p.errorf(file, n, "", "expected \"key = value\" or \"key => value\", got %q", text)
 		return
 	}
-	if strings.TrimSpace(text[:eq]) == "" {
+	name := strings.TrimSpace(text[:eq])
+	switch {
+	case name == "":
 		p.errorf(file, n, "", "missing key name before %q", text[eq:])
 		return
-	}
-	if eq+1 < len(text) && text[eq+1] == '>' {
-		text = text[:eq+1] + text[eq+2:] // "=>" is a synonym of "="
-	}
-	name, value, err := keyValue(text)
-	if err != nil {
-		p.errorf(file, n, "", "%v", err)
+	case name == "-": // go-ini would number it "#1", "#2"...
+		p.errorf(file, n, "", "invalid key name in %q", text)
+		return
+	case name[0] == '"' || name[0] == '`': // go-ini would take the name as quoted, ending at its closing quote
+		p.errorf(file, n, "", "cannot read %q: a key name cannot start with %c", text, name[0])
 		return
 	}
-	p.cur.sec.Keys = append(p.cur.sec.Keys, &Key{Name: name, Value: value, File: file, Line: n})
+	value := strings.TrimPrefix(text[eq+1:], ">") // "=>" is a synonym of "="
+	value, err := iniValue(strings.TrimSpace(value))
+	if err != nil {
+		p.errorf(file, n, "", "cannot read %q: %v", text, err)
+		return
+	}
+	p.cur.own = append(p.cur.own, keyLine{name: name, file: file, line: n})
+	p.cur.size++
+	p.text.WriteString(name + " = " + value + "\n")
 }
 
-// keyValue reads a "key = value" line (comment already removed) with go-ini.
-func keyValue(line string) (name, value string, err error) {
-	f, err := ini.LoadSources(ini.LoadOptions{
-		KeyValueDelimiters:      "=",
-		IgnoreInlineComment:     true, // ';' comments are removed by the scanner, '#' is not one
-		IgnoreContinuation:      true,
-		PreserveSurroundedQuote: true, // only double quotes are stripped, below
-	}, []byte(line))
-	if err != nil {
-		return "", "", fmt.Errorf("cannot read %q: %w", line, err)
+// iniValue returns the value v (trimmed) as it is handed to go-ini. A value
+// go-ini reads as empty is handed over as "" (which unquote makes empty),
+// because go-ini's ValueWithShadows leaves out empty occurrences of a
+// repeated key. go-ini reads a value opening with """ or ` up to the last
+// such quote, even on later lines; here a raw value must close on its own
+// line, so that every line keeps its meaning and its place.
+func iniValue(v string) (string, error) {
+	var quote string
+	switch {
+	case strings.HasPrefix(v, `"""`):
+		quote = `"""`
+	case strings.HasPrefix(v, "`"):
+		quote = "`"
 	}
-	keys := f.Section("").Keys()
-	if len(keys) != 1 {
-		return "", "", fmt.Errorf("expected \"key = value\", got %q", line)
+	if quote != "" {
+		switch strings.LastIndex(v[len(quote):], quote) {
+		case -1:
+			return "", fmt.Errorf("the raw value opened by %s is not closed on the same line", quote)
+		case 0:
+			return `""`, nil
+		}
 	}
-	name, value = keys[0].Name(), keys[0].Value()
-	if name == "" || strings.HasPrefix(name, "#") {
-		// go-ini turns a key called "-" into an auto-numbered "#1".
-		return "", "", fmt.Errorf("invalid key name in %q", line)
+	if v == "" {
+		return `""`, nil
 	}
-	if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
-		value = value[1 : len(value)-1]
+	return v, nil
+}
+
+// unquote removes the double quotes around a value.
+func unquote(v string) string {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		return v[1 : len(v)-1]
 	}
-	return unescape(name), unescape(value), nil
+	return v
 }
 
 // directive splits a '#' line into its directive word and argument.
@@ -308,7 +412,8 @@ func unescape(s string) string {
 	return strings.ReplaceAll(s, `\;`, ";")
 }
 
-// header parses a "[name]" or "[name](options)" line.
+// header reads a "[name]" or "[name](options)" line and hands it to go-ini
+// as "[name]".
 func (p *parser) header(file string, n int, text string) {
 	// Until the header is known to be good, keys go to a section that is
 	// never returned, so that one problem is reported once.
@@ -365,20 +470,20 @@ func (p *parser) header(file string, n int, text string) {
 			p.unknown = append(p.unknown, laterRef{name: t, err: e})
 			continue
 		}
-		if p.copied += len(base.sec.Keys); p.copied > maxInherited {
-			if p.copied-len(base.sec.Keys) <= maxInherited { // report it once
+		// Every earlier section is complete, so its size is final.
+		if p.copied += base.size; p.copied > maxInherited {
+			if p.copied-base.size <= maxInherited { // report it once
 				p.errorf(file, n, "", "template %q: templates expand to more than %d inherited keys", t, maxInherited)
 			}
 			break
 		}
 		rs.sec.Templates = append(rs.sec.Templates, t)
-		for _, k := range base.sec.Keys {
-			c := *k
-			rs.sec.Keys = append(rs.sec.Keys, &c)
-		}
+		rs.bases = append(rs.bases, base)
+		rs.size += base.size
 	}
 	p.byName[name] = rs
 	p.all = append(p.all, rs)
+	p.text.WriteString("[" + name + "]\n")
 }
 
 // include handles an #include or #tryinclude line.

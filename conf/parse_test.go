@@ -116,6 +116,18 @@ func TestParse(t *testing.T) {
 				"[derived](base) main.conf:13\nb=1@main.conf:12\n",
 		},
 		{
+			name:  "repeated keys with empty values, interleaved",
+			files: map[string]string{"main.conf": "[s]\nk =\nK = 1\nk = \"\"\nk = ``\nk = x\nk = ; c\nj = `` ; raw empty\nk => y\nk = \"\"\"\"\"\"\n"},
+			want: "[s] main.conf:1\nk=@main.conf:2\nK=1@main.conf:3\nk=@main.conf:4\nk=@main.conf:5\nk=x@main.conf:6\n" +
+				"k=@main.conf:7\nj=@main.conf:8\nk=y@main.conf:9\nk=@main.conf:10\n",
+		},
+		{
+			name:  "names go-ini could read otherwise",
+			files: map[string]string{"main.conf": "[DEFAULT]\nd = 1\n[a]\nx = 1\n[a.b]\ny = 2\na:b = c:d\nz = a\\\nw = 2\n"},
+			want: "[DEFAULT] main.conf:1\nd=1@main.conf:2\n[a] main.conf:3\nx=1@main.conf:4\n" +
+				"[a.b] main.conf:5\ny=2@main.conf:6\na:b=c:d@main.conf:7\nz=a\\@main.conf:8\nw=2@main.conf:9\n",
+		},
+		{
 			name: "includes",
 			files: map[string]string{
 				"main.conf": "#include \"tmpl.conf\"\n" +
@@ -163,6 +175,12 @@ func TestParseErrors(t *testing.T) {
 			[]string{`main.conf:2: [s]: invalid key name`}},
 		{"unterminated raw value", map[string]string{"main.conf": "[s]\nk = \"\"\"abc\n"},
 			[]string{`main.conf:2: [s]: cannot read`}},
+		{"unterminated backtick value", map[string]string{"main.conf": "[s]\nk = `abc\nj = x`\n"},
+			[]string{"main.conf:2: [s]: cannot read \"k = `abc\": the raw value opened by ` is not closed on the same line"}},
+		{"lone triple quote", map[string]string{"main.conf": "[s]\nk = \"\"\"\nj = \"\"\"\n"},
+			[]string{`main.conf:2: [s]: cannot read "k = \"\"\"": the raw value opened by """ is not closed`, `main.conf:3: [s]: cannot read`}},
+		{"quoted key name", map[string]string{"main.conf": "[s]\n\"a b\" = 1\n`c` = 2\n"},
+			[]string{`main.conf:2: [s]: cannot read "\"a b\" = 1": a key name cannot start with "`, "main.conf:3: [s]: cannot read \"`c` = 2\": a key name cannot start with `"}},
 		{"unclosed header", map[string]string{"main.conf": "[s\nk = v\n"},
 			[]string{`main.conf:1: unclosed section header "[s"`}},
 		{"empty section name", map[string]string{"main.conf": "[ ]\nk = v\n"},
