@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-
-	"github.com/switchboard-dp/switchboard/conf"
+	"slices"
 )
 
 // Context is what the host hands a module in Configure, Start and Reload. Its
@@ -40,39 +39,57 @@ func (c *Context) ConfigPath(file string) string {
 	return filepath.Join(c.host.opts.ConfigDir, file)
 }
 
-// LoadConfig parses a file of the configuration directory. A missing file is
-// reported with an error satisfying errors.Is(err, fs.ErrNotExist), so a
-// module can choose to run on defaults.
-func (c *Context) LoadConfig(file string) (*conf.File, error) {
-	f, err := conf.Load(c.ConfigPath(file))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", c.Name(), err)
+// Config returns the module's decoded configuration of type T: the value
+// the host decoded from the declared file whose ConfigFile.New returns a T.
+// It is valid from Configure on and, after a reload, holds the new values.
+// Asking for a type the module did not declare is a programming error and
+// panics with the reason.
+func Config[T any](ctx *Context) T {
+	ctx.host.mu.Lock()
+	vals := ctx.rec.configs
+	ctx.host.mu.Unlock()
+	for _, v := range vals {
+		if t, ok := v.(T); ok {
+			return t
+		}
 	}
-	return f, nil
-}
-
-// Borrow returns the running instance of the named module and records that
-// this module holds it: its use count rises until Release, or until this
-// module is unloaded, so the host refuses to unload it meanwhile.
-func (c *Context) Borrow(name string) (Module, error) {
-	return c.host.borrow(c.rec, name)
-}
-
-// Release gives back one reference taken by Borrow.
-func (c *Context) Release(name string) { c.host.release(c.rec, name) }
-
-// Borrow is the typed form of Context.Borrow: it borrows the named module and
-// asserts its type.
-func Borrow[T any](ctx *Context, name string) (T, error) {
 	var zero T
-	m, err := ctx.Borrow(name)
+	panic(fmt.Sprintf("core: module %s declares no config file of type %T", ctx.Name(), zero))
+}
+
+// Dep returns the running instance of a module this one declared in
+// Requires or Optional, as type T. The host took the reference when this
+// module started and gives it back when it stops, so the instance stays
+// loaded meanwhile. A name the module did not declare, an optional module
+// that is not running and a module of another type are errors.
+func Dep[T any](ctx *Context, name string) (T, error) {
+	var zero T
+	info := ctx.rec.info
+	if !slices.Contains(info.Requires, name) && !slices.Contains(info.Optional, name) {
+		return zero, fmt.Errorf("module %s asked for %s, which it does not declare in Requires or Optional", info.Name, name)
+	}
+	m, err := ctx.host.held(ctx.rec, name)
 	if err != nil {
 		return zero, err
 	}
 	t, ok := m.(T)
 	if !ok {
-		ctx.Release(name)
-		return zero, fmt.Errorf("module %s is a %T, not the expected type", name, m)
+		return zero, fmt.Errorf("module %s is a %T, not a %T", name, m, zero)
 	}
 	return t, nil
+}
+
+// Within runs f and returns its error, or the context's error if ctx ends
+// first; f then goes on in the background. A Stop whose work cannot be
+// cancelled (closing a client, waiting for a handler) uses it to return by
+// its deadline all the same.
+func Within(ctx context.Context, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("gave up waiting: %w", ctx.Err())
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/cli"
+	"github.com/switchboard-dp/switchboard/conf"
 )
 
 // State is where a module is in its lifecycle.
@@ -48,7 +50,8 @@ type Options struct {
 	DataDir string
 	// Logger receives the host's and modules' logs; nil means slog.Default().
 	Logger *slog.Logger
-	// StopTimeout bounds each module's Stop; 0 means 10 s.
+	// StopTimeout bounds each module's Stop unless modules.conf sets
+	// stop_timeout or the module asks for more (StopTimeouter); 0 means 10 s.
 	StopTimeout time.Duration
 	// Version is printed by "core show version".
 	Version string
@@ -86,6 +89,7 @@ type Host struct {
 type record struct {
 	info     ModuleInfo
 	mod      Module
+	configs  []any // decoded values of info.Configs, in order
 	ctx      *Context
 	cancel   context.CancelFunc
 	state    State
@@ -179,13 +183,52 @@ func (h *Host) newContext(rec *record) {
 	rec.mod = rec.info.New()
 }
 
-// configure runs Configure on a fresh instance.
+// configure makes a fresh instance, decodes its declared config files and
+// runs its Configure.
 func (h *Host) configure(rec *record) error {
 	h.newContext(rec)
+	vals, err := h.decodeConfigs(rec)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	rec.configs = vals
+	h.mu.Unlock()
 	if c, ok := rec.mod.(Configurer); ok {
 		return c.Configure(rec.ctx)
 	}
 	return nil
+}
+
+// decodeConfigs loads and decodes every config file the module declares and
+// returns the values in declaration order, or every problem found (each as
+// "file:line: [section] key: message").
+func (h *Host) decodeConfigs(rec *record) ([]any, error) {
+	var vals []any
+	var errs []error
+	for _, cf := range rec.info.Configs {
+		path := filepath.Join(h.opts.ConfigDir, cf.Name)
+		f, err := conf.Load(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			if cf.Required {
+				errs = append(errs, fmt.Errorf("%s: required configuration file is missing", path))
+				continue
+			}
+			h.logger.Info("no configuration file; running on defaults", "module", rec.info.Name, "file", path)
+			f, err = nil, nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		v := cf.New()
+		if err := conf.DecodeFile(f, v); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		vals = append(vals, v)
+	}
+	return vals, errors.Join(errs...)
 }
 
 // CheckConfig configures every module modules.conf selects, on fresh
@@ -292,6 +335,7 @@ func (h *Host) start(rec *record) error {
 			return err
 		}
 	}
+	h.takeDeps(rec)
 	if s, ok := rec.mod.(Starter); ok {
 		if err := s.Start(rec.ctx); err != nil {
 			h.releaseAll(rec)
@@ -302,7 +346,7 @@ func (h *Host) start(rec *record) error {
 	}
 	if c, ok := rec.mod.(Commander); ok {
 		if err := h.tree.Register(rec.info.Name, c.Commands()...); err != nil {
-			h.stopOne(rec, h.opts.StopTimeout)
+			h.stopOne(rec, StopGracefully)
 			h.setState(rec, StateFailed, err)
 			return err
 		}
@@ -321,7 +365,7 @@ func (h *Host) setState(rec *record, s State, err error) {
 	h.mu.Unlock()
 }
 
-// Stop stops every running module in reverse start order, each within the
+// Stop stops every running module in reverse start order, each within its
 // stop timeout (StopNow: one second each).
 func (h *Host) Stop(mode StopMode) {
 	h.life.Lock()
@@ -330,10 +374,6 @@ func (h *Host) Stop(mode StopMode) {
 }
 
 func (h *Host) stopAll(mode StopMode) {
-	timeout := h.opts.StopTimeout
-	if mode == StopNow {
-		timeout = time.Second
-	}
 	for {
 		h.mu.Lock()
 		if len(h.order) == 0 {
@@ -342,12 +382,32 @@ func (h *Host) stopAll(mode StopMode) {
 		}
 		rec := h.recs[h.order[len(h.order)-1]]
 		h.mu.Unlock()
-		h.stopOne(rec, timeout)
+		h.stopOne(rec, mode)
 	}
 }
 
+// stopTimeout is the time the module's Stop gets: one second when stopping
+// now, else the larger of the host's stop timeout (modules.conf
+// stop_timeout, else Options.StopTimeout) and what the module asks for.
+func (h *Host) stopTimeout(rec *record, mode StopMode) time.Duration {
+	if mode == StopNow {
+		return time.Second
+	}
+	d := h.opts.StopTimeout
+	h.mu.Lock()
+	if h.sel != nil && h.sel.stopTimeout > 0 {
+		d = h.sel.stopTimeout
+	}
+	h.mu.Unlock()
+	if st, ok := rec.mod.(StopTimeouter); ok {
+		d = max(d, st.StopTimeout())
+	}
+	return d
+}
+
 // stopOne stops a module, removes its commands and gives back what it holds.
-func (h *Host) stopOne(rec *record, timeout time.Duration) {
+func (h *Host) stopOne(rec *record, mode StopMode) {
+	timeout := h.stopTimeout(rec, mode)
 	h.tree.Unregister(rec.info.Name)
 	var err error
 	if s, ok := rec.mod.(Stopper); ok {
@@ -435,7 +495,7 @@ func (h *Host) unload(name string, force bool) error {
 			}
 		}
 	}
-	h.stopOne(rec, h.opts.StopTimeout)
+	h.stopOne(rec, StopGracefully)
 	return nil
 }
 
@@ -468,7 +528,7 @@ func (h *Host) Reload(name string) error {
 		if !ok {
 			continue
 		}
-		err := r.Reload(rec.ctx)
+		err := h.reloadOne(rec, r)
 		h.mu.Lock()
 		rec.lastErr = err
 		h.mu.Unlock()
@@ -482,34 +542,51 @@ func (h *Host) Reload(name string) error {
 	return errors.Join(errs...)
 }
 
-// borrow records that holder uses the named running module.
-func (h *Host) borrow(holder *record, name string) (Module, error) {
+// reloadOne decodes the module's files again and, when they are valid,
+// hands the new values to Reload; if Reload fails, the old values are put
+// back.
+func (h *Host) reloadOne(rec *record, r Reloader) error {
+	vals, err := h.decodeConfigs(rec)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	old := rec.configs
+	rec.configs = vals
+	h.mu.Unlock()
+	if err := r.Reload(rec.ctx); err != nil {
+		h.mu.Lock()
+		rec.configs = old
+		h.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// takeDeps records that holder uses each module it requires and each
+// optional one that runs; Dep hands them out.
+func (h *Host) takeDeps(holder *record) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, names := range [][]string{holder.info.Requires, holder.info.Optional} {
+		for _, name := range names {
+			if rec := h.recs[name]; rec != nil && rec.state == StateRunning {
+				rec.users[holder.info.Name]++
+				holder.holds[name]++
+			}
+		}
+	}
+}
+
+// held returns a module holder holds a reference to.
+func (h *Host) held(holder *record, name string) (Module, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	rec := h.recs[name]
-	if rec == nil || rec.state != StateRunning {
+	if holder.holds[name] == 0 || rec == nil || rec.state != StateRunning {
 		return nil, fmt.Errorf("module %s is not running", name)
 	}
-	rec.users[holder.info.Name]++
-	holder.holds[name]++
 	return rec.mod, nil
-}
-
-func (h *Host) release(holder *record, name string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if holder.holds[name] == 0 {
-		return
-	}
-	holder.holds[name]--
-	if holder.holds[name] == 0 {
-		delete(holder.holds, name)
-	}
-	if rec := h.recs[name]; rec != nil {
-		if rec.users[holder.info.Name]--; rec.users[holder.info.Name] <= 0 {
-			delete(rec.users, holder.info.Name)
-		}
-	}
 }
 
 func (h *Host) releaseAll(holder *record) {

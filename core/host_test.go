@@ -39,12 +39,11 @@ type testModule struct {
 	j         *journal
 	startErr  error
 	cfgErr    error
-	borrow    []string
+	borrow    []string // modules Start reaches with Dep
 	reloadErr func() error
 	value     string // "configuration" kept across reloads
 }
 
-func (m *testModule) Info() ModuleInfo { return m.info }
 func (m *testModule) Configure(ctx *Context) error {
 	m.j.add("configure:" + m.info.Name)
 	m.value = "v1"
@@ -56,7 +55,7 @@ func (m *testModule) Start(ctx *Context) error {
 		return m.startErr
 	}
 	for _, b := range m.borrow {
-		if _, err := ctx.Borrow(b); err != nil {
+		if _, err := Dep[*testModule](ctx, b); err != nil {
 			return err
 		}
 	}
@@ -260,7 +259,7 @@ func TestUseCountsAndUnload(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range h.Modules() {
-		if m.Name == "res" && (m.UseCount != 3 || strings.Join(m.Users, ",") != "user1,user2") {
+		if m.Name == "res" && (m.UseCount != 2 || strings.Join(m.Users, ",") != "user1,user2") {
 			t.Fatalf("use count: %+v", m)
 		}
 	}
@@ -271,7 +270,7 @@ func TestUseCountsAndUnload(t *testing.T) {
 	if _, err := run(t, h, "module unload user1"); err != nil {
 		t.Fatal(err)
 	}
-	if out, _ := run(t, h, "module show like res"); !strings.Contains(out, "res   ") || !strings.Contains(out, " 2 ") {
+	if out, _ := run(t, h, "module show like res"); !strings.Contains(out, "res   ") || !strings.Contains(out, " 1 ") {
 		t.Fatalf("module show like res:\n%s", out)
 	}
 	if _, err := run(t, h, "test user1"); !errors.Is(err, cli.ErrUnknownCommand) {
@@ -337,8 +336,6 @@ func TestReloadUnsupported(t *testing.T) {
 
 type plainModule struct{}
 
-func (plainModule) Info() ModuleInfo { return ModuleInfo{Name: "plain"} }
-
 func TestModulesConf(t *testing.T) {
 	mods := []spec{{name: "a"}, {name: "b"}, {name: "c"}}
 	cases := []struct {
@@ -370,7 +367,7 @@ func TestModulesConf(t *testing.T) {
 		}
 		var names []string
 		for _, m := range h.Running() {
-			names = append(names, m.Info().Name)
+			names = append(names, m.(*testModule).info.Name)
 		}
 		if got := strings.Join(names, " "); got != c.running {
 			t.Errorf("%q: running %q, want %q", c.conf, got, c.running)

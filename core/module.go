@@ -4,15 +4,20 @@
 // (use counts), reloads and unloads them, and stops them in reverse order.
 //
 // The package knows nothing about Kafka, DNS or any other module's subject.
-// A module is a tiny interface (Module) plus optional capabilities found by type
-// assertion (Configurer, Starter, Stopper, Reloader, Commander, Greeter), in the manner
-// of Caddy's module system and Asterisk's loader.
+// A module type is a registration (ModuleInfo: name, dependencies, config
+// files, constructor); an instance has optional capabilities found by type
+// assertion (Starter, Stopper, Reloader, Commander, Greeter, ...), in the
+// manner of Caddy's module system and Asterisk's loader. The host does the
+// host's work: it decodes every module's declared config files, holds the
+// references to the modules each one requires, and hands both to the module
+// through its Context (Config, Dep).
 package core
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/switchboard-dp/switchboard/cli"
 )
@@ -48,7 +53,8 @@ const (
 	PriorityApplication = 100 // everything else
 )
 
-// ModuleInfo describes a module type. It is what a module registers.
+// ModuleInfo describes a module type: it is what a module registers, and
+// the one place that says what the module is.
 type ModuleInfo struct {
 	// Name is the module's unique name, Asterisk style: res_kafka, cdr_kafka.
 	Name string
@@ -57,26 +63,45 @@ type ModuleInfo struct {
 	// Priority orders modules whose dependencies do not order them.
 	Priority int
 	// Requires lists modules that must be running before this one starts; if
-	// one is missing or declines, this module declines too.
+	// one is missing or declines, this module declines too. The host holds a
+	// reference to each while this module runs; the module reaches them with
+	// Dep.
 	Requires []string
-	// Optional lists modules started before this one when they are loaded.
+	// Optional lists modules started before this one when they are loaded;
+	// the host holds a reference to those that run, reached with Dep.
 	Optional []string
 	// Support is the module's support level.
 	Support SupportLevel
+	// Configs declares the module's configuration files. The host loads,
+	// decodes and validates each one before any module starts (and again
+	// for a reload); the module reads the decoded values with Config.
+	Configs []ConfigFile
 	// New returns a new, unconfigured instance. It must have no side effects.
 	New func() Module
 }
 
-// Module is the one interface every module implements.
-type Module interface {
-	// Info returns the module's registration record.
-	Info() ModuleInfo
+// ConfigFile declares one configuration file of a module.
+type ConfigFile struct {
+	// Name is the file's name in the configuration directory, such as
+	// "res_policy.conf".
+	Name string
+	// New returns a pointer to a fresh value of the module's config type,
+	// which conf.DecodeFile fills (section tags, defaults, validation).
+	New func() any
+	// Required makes a missing file an error. Otherwise a missing file
+	// decodes like an empty one: every default applies.
+	Required bool
 }
 
-// Configurer is implemented by modules that have configuration. Configure
-// decodes and validates it (normally from ctx.LoadConfig) and keeps it in the
-// instance; it must not start anything. Every module is configured before any
-// module starts, and "switchboard --check-config" calls only Configure.
+// Module is an instance of a registered module type. The host needs nothing
+// of it beyond its registration; what else it can do is found by type
+// assertion on the optional interfaces below.
+type Module any
+
+// Configurer is implemented by modules that check more than their declared
+// files can say (that a file a setting names exists, say). Configure runs
+// after the host decoded the module's files, before any module starts, and
+// for "--check-config"; it must not start anything.
 type Configurer interface {
 	Configure(ctx *Context) error
 }
@@ -88,14 +113,25 @@ type Starter interface {
 }
 
 // Stopper is implemented by modules that hold resources. Stop must return by
-// the time ctx is done.
+// the time ctx is done: the host gives each module the larger of its default
+// stop timeout and what the module's StopTimeouter asks for.
 type Stopper interface {
 	Stop(ctx context.Context) error
 }
 
-// Reloader is implemented by modules that can re-read their configuration
-// while running. A Reload whose new configuration is invalid must keep the old
-// one in force and return the reason.
+// StopTimeouter is implemented by modules whose Stop may need more than the
+// host's default stop timeout, such as a backend that flushes for a
+// configured time. StopTimeout is asked when the module is stopped, so it may
+// follow a reloaded configuration.
+type StopTimeouter interface {
+	StopTimeout() time.Duration
+}
+
+// Reloader is implemented by modules that can take a new configuration while
+// running. The host decodes the module's files first: an invalid file is
+// reported and Reload is not called. Reload then reads the new values with
+// Config; if it returns an error, the host restores the old values, and the
+// module must keep the old configuration in force.
 type Reloader interface {
 	Reload(ctx *Context) error
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/switchboard-dp/switchboard/conf"
 )
@@ -16,10 +17,13 @@ type selection struct {
 	noload   map[string]bool
 	preload  map[string]bool
 	require  map[string]bool
+	// stopTimeout is stop_timeout: each module's default stop budget.
+	stopTimeout time.Duration
 }
 
-// modulesConf reads modules.conf: [modules] with autoload = yes|no and
-// repeated load =>, noload =>, preload =>, require => lines. A missing file
+// modulesConf reads modules.conf: [modules] with autoload = yes|no,
+// repeated load =>, noload =>, preload =>, require => lines and
+// stop_timeout (each module's default stop budget, such as 10s). A missing file
 // means autoload everything. Unknown modules, unknown keys and a module both
 // required and noloaded are errors naming file:line.
 func readModulesConf(path string, reg *Registry) (*selection, error) {
@@ -60,8 +64,15 @@ func readModulesConf(path string, reg *Registry) (*selection, error) {
 				}
 				map[string]map[string]bool{"load": sel.load, "noload": sel.noload,
 					"preload": sel.preload, "require": sel.require}[strings.ToLower(k.Name)][name] = true
+			case "stop_timeout":
+				d, err := time.ParseDuration(k.Value)
+				if err != nil || d <= 0 || d > time.Hour {
+					bad(k, "%q is not a duration from 1ms to 1h (such as 10s)", k.Value)
+					continue
+				}
+				sel.stopTimeout = d
 			default:
-				bad(k, "unknown key (want autoload, load, noload, preload or require)")
+				bad(k, "unknown key (want autoload, load, noload, preload, require or stop_timeout)")
 			}
 		}
 		for _, k := range s.Keys {

@@ -435,10 +435,12 @@ func TestBackground(t *testing.T) {
 		t.Error("core stop gracefully failed")
 	}
 	waitFor(t, 30*time.Second, "background daemon to remove its socket", func() (bool, string) { return socketGone(e.sock) })
-	log, err := os.ReadFile(filepath.Join(e.data, "switchboard.log"))
-	if err != nil || !strings.Contains(string(log), "switchboard stopped") {
-		t.Errorf("background log: %v\n%s", err, log)
-	}
+	// The socket goes first, then the modules stop and the last line is
+	// logged.
+	waitFor(t, 30*time.Second, "the background log to end", func() (bool, string) {
+		log, err := os.ReadFile(filepath.Join(e.data, "switchboard.log"))
+		return err == nil && strings.Contains(string(log), "switchboard stopped"), fmt.Sprintf("%v\n%s", err, log)
+	})
 }
 
 // TestConsole runs "switchboard -c" in tmux: commands work on the terminal,

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // fakeBackend records hand-overs; it "delivers" synchronously.
@@ -61,7 +63,7 @@ func (f *fakeBackend) count() int {
 }
 
 func rec(i int) *Record {
-	return &Record{TS: int64(i), IP: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), SubscriberID: "s", Domain: []byte("d.example"), Action: ActionAllow, Seq: uint64(i + 1)}
+	return &Record{TS: int64(i), IP: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), SubscriberID: "s", Domain: []byte("d.example"), Action: decision.Allow, Seq: uint64(i + 1)}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

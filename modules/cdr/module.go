@@ -14,16 +14,17 @@ import (
 	"github.com/switchboard-dp/switchboard/internal/lograte"
 )
 
-// ModuleName is the engine's module name.
-const ModuleName = "cdr"
+// Name is the engine's module name.
+const Name = "cdr"
 
 func init() { core.Register(Info()) }
 
-// Info returns the cdr module's registration record. Other modules get the
-// running engine with core.Borrow[*cdr.Engine](ctx, "cdr").
+// Info returns the cdr module's registration record. A module that lists
+// cdr.Name in Requires gets the running engine with
+// core.Dep[*cdr.Engine](ctx, cdr.Name).
 func Info() core.ModuleInfo {
 	return core.ModuleInfo{
-		Name:        ModuleName,
+		Name:        Name,
 		Description: "CDR engine: records posted by any module, batched per worker for every registered backend",
 		Priority:    core.PriorityEngine,
 		Support:     core.SupportCore,
@@ -37,9 +38,6 @@ var (
 	_ core.Commander       = (*Engine)(nil)
 	_ prometheus.Collector = (*Engine)(nil)
 )
-
-// Info implements core.Module.
-func (e *Engine) Info() core.ModuleInfo { return Info() }
 
 type limWarner struct{ l *lograte.Limiter }
 
@@ -56,8 +54,10 @@ func (e *Engine) Start(ctx *core.Context) error {
 
 // Stop stops the flusher and hands over what is still batched (backends
 // stop before the engine, so normally nothing is left).
-func (e *Engine) Stop(context.Context) error {
-	e.Close()
+func (e *Engine) Stop(ctx context.Context) error {
+	if err := core.Within(ctx, func() error { e.Close(); return nil }); err != nil {
+		return err
+	}
 	if n := e.Unrouted(); n > 0 && e.logger != nil {
 		e.logger.Warn("CDRs were posted while no backend was registered; they went nowhere", "records", n)
 	}

@@ -5,13 +5,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
-)
 
-// Actions a policy decision can take; Record.Action holds one of them.
-const (
-	ActionAllow    = "allow"
-	ActionBlock    = "block"
-	ActionSinkhole = "sinkhole"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // Record is one Charging Data Record: one policy decision of the data plane.
@@ -34,8 +29,9 @@ type Record struct {
 	Domain []byte
 	// QType is the DNS query type (1 = A, 28 = AAAA, ...).
 	QType uint16
-	// Action is ActionAllow, ActionBlock or ActionSinkhole.
-	Action string
+	// Action is the decision's action, encoded by its name ("allow",
+	// "block" or "sinkhole").
+	Action decision.Action
 	// Group is the subscriber's policy group.
 	Group uint32
 	// Category is the category bitmask of the matched domain, encoded as
@@ -52,9 +48,10 @@ type Record struct {
 //	{"ts":1717430400123,"ip":"192.168.1.42","subscriber_id":"subscriber-42","domain":"malware.ru","qtype":1,"action":"sinkhole","group":3,"category":"0x00000001"}
 //
 // with ,"seq":N before the closing brace when r.Seq is non-zero. Field order
-// is fixed. The output is valid JSON for any Domain and SubscriberID bytes.
-// It does not allocate when dst has room (about 150 bytes for a typical
-// record).
+// is fixed. The output is valid JSON for any Domain and SubscriberID bytes
+// and any Action value (a value that is not an action is written as its
+// String form, "action(N)"). It does not allocate when dst has room (about
+// 150 bytes for a typical record).
 func AppendJSON(dst []byte, r *Record) []byte {
 	dst = append(dst, `{"ts":`...)
 	dst = strconv.AppendInt(dst, r.TS, 10)
@@ -76,7 +73,7 @@ func AppendJSON(dst []byte, r *Record) []byte {
 	dst = append(dst, `","qtype":`...)
 	dst = strconv.AppendUint(dst, uint64(r.QType), 10)
 	dst = append(dst, `,"action":"`...)
-	dst = appendString(dst, r.Action)
+	dst, _ = r.Action.AppendText(dst) // letters, digits and parentheses only; never fails
 	dst = append(dst, `","group":`...)
 	dst = strconv.AppendUint(dst, uint64(r.Group), 10)
 	dst = append(dst, `,"category":"0x`...)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 func sample() *Record {
@@ -16,7 +18,7 @@ func sample() *Record {
 		SubscriberID: "subscriber-42",
 		Domain:       []byte("malware.ru"),
 		QType:        1,
-		Action:       ActionSinkhole,
+		Action:       decision.Sinkhole,
 		Group:        3,
 		Category:     1,
 	}
@@ -44,6 +46,18 @@ func TestAppendJSONWireFormat(t *testing.T) {
 	r.IP = netip.Addr{}
 	if got := string(AppendJSON(nil, r)); !strings.Contains(got, `"ip":""`) {
 		t.Fatalf("invalid addr: %s", got)
+	}
+}
+
+// The "action" field carries exactly the action names.
+func TestAppendJSONAction(t *testing.T) {
+	for a, want := range map[decision.Action]string{decision.Allow: "allow", decision.Block: "block", decision.Sinkhole: "sinkhole", 9: "action(9)"} {
+		r := sample()
+		r.Action = a
+		if got := string(AppendJSON(nil, r)); !strings.Contains(got, `,"action":"`+want+`","group":`) {
+			t.Errorf("%d: %s", uint8(a), got)
+		}
+		checkRoundTrip(t, r)
 	}
 }
 
@@ -105,7 +119,7 @@ func checkRoundTrip(t testing.TB, r *Record) {
 	if err := json.Unmarshal(std, &s); err != nil || s != w.Domain {
 		t.Fatalf("encoding/json gives %q, we give %q", s, w.Domain)
 	}
-	if w.TS != r.TS || w.QType != r.QType || w.Group != r.Group || w.Seq != r.Seq || w.Action != wantString([]byte(r.Action)) {
+	if w.TS != r.TS || w.QType != r.QType || w.Group != r.Group || w.Seq != r.Seq || w.Action != r.Action.String() {
 		t.Fatalf("fields differ: %+v vs %+v", w, r)
 	}
 	// Field order.
@@ -127,6 +141,7 @@ func FuzzAppendJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, domain []byte, sub string, cat uint32, seq uint64) {
 		r := sample()
 		r.Domain, r.SubscriberID, r.Category, r.Seq = domain, sub, cat, seq
+		r.Action = decision.Action(seq) // every value, including ones that are not actions
 		checkRoundTrip(t, r)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/cli"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // testPostUsage documents "cdr test post".
@@ -57,7 +58,7 @@ func (e *Engine) PostSynthetic(ctx context.Context, count int, rate float64, sta
 	p := e.NewPoster()
 	defer p.Close()
 	base := netip.AddrFrom4([4]byte{10, 77, 0, 0})
-	rec := Record{Domain: []byte("test-post.invalid"), QType: 1, Action: ActionAllow, Group: 1}
+	rec := Record{Domain: []byte("test-post.invalid"), QType: 1, Action: decision.Allow, Group: 1}
 	var sub [32]byte
 	t0 := time.Now()
 	res := TestPostResult{First: start, End: start}

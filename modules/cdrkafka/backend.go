@@ -725,16 +725,16 @@ func (k *Backend) producePending() bool {
 }
 
 // shutdown runs at unload after the engine handed over every batch: it
-// stops the replayer, flushes the producer up to ShutdownFlushMs and, in
-// spool mode, spools what is still undelivered. It returns how many
-// records were still undelivered after the flush.
-func (k *Backend) shutdown() int {
+// stops the replayer, flushes the producer for up to flush and, in spool
+// mode, spools what is still undelivered. It returns how many records were
+// still undelivered after the flush.
+func (k *Backend) shutdown(flush time.Duration) int {
 	cfg := k.cfg.Load()
 	if k.stop != nil {
 		close(k.stop)
 		<-k.done
 	}
-	left := k.producer().flush(time.Duration(cfg.ShutdownFlushMs) * time.Millisecond)
+	left := k.producer().flush(flush)
 	if k.sp == nil {
 		if left > 0 {
 			k.logger.Warn("cdr_kafka: messages still undelivered after the shutdown flush; res_kafka keeps trying until it stops (on_queue_full=spool would keep them)",

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // fakeProducer queues messages until deliver is called.
@@ -142,12 +143,12 @@ func newRig(t *testing.T, cfg *Config, fp *fakeProducer, spoolDir string) *rig {
 
 func (r *rig) stop() {
 	r.reg.Unregister()
-	r.k.shutdown()
+	r.k.shutdown(time.Duration(r.k.cfg.Load().ShutdownFlushMs) * time.Millisecond)
 }
 
 func record(i int) *cdr.Record {
 	return &cdr.Record{TS: 1717430400123, IP: netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)}), SubscriberID: "subscriber-42",
-		Domain: []byte("malware.ru"), QType: 1, Action: cdr.ActionSinkhole, Group: 3, Category: 1, Seq: uint64(i + 1)}
+		Domain: []byte("malware.ru"), QType: 1, Action: decision.Sinkhole, Group: 3, Category: 1, Seq: uint64(i + 1)}
 }
 
 func check(t *testing.T, reg *cdr.Registration) cdr.Snapshot {
@@ -378,17 +379,28 @@ func BenchmarkPostEncode(b *testing.B) {
 	}
 }
 
+// defaults returns the configuration of a missing cdr_kafka.conf.
+func defaults() *Config {
+	var f File
+	if err := conf.DecodeFile(nil, &f); err != nil {
+		panic(err)
+	}
+	return &f.General
+}
+
+// The sample documents the defaults: decoded, it is the missing file's
+// configuration.
 func TestSampleConfigDecodes(t *testing.T) {
 	f, err := conf.Load("../../samples/cdr_kafka.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := new(Config)
-	if err := conf.Decode(f.Section("general"), cfg); err != nil {
+	var cfg File
+	if err := conf.DecodeFile(f, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if *cfg != *defaults() {
-		t.Fatalf("sample differs from the defaults:\n%+v\n%+v", *cfg, *defaults())
+	if cfg.General != *defaults() {
+		t.Fatalf("sample differs from the defaults:\n%+v\n%+v", cfg.General, *defaults())
 	}
 }
 

@@ -2,10 +2,27 @@ package cdrkafka
 
 import (
 	"time"
+
+	"github.com/switchboard-dp/switchboard/conf"
 )
 
 // ConfigFile is the module's configuration file.
 const ConfigFile = "cdr_kafka.conf"
+
+// File is cdr_kafka.conf.
+type File struct {
+	General Config `section:"general"`
+}
+
+// Validate checks that the journal is asked for only in spool mode (the
+// journal replays through the spool).
+func (f *File) Validate(cf *conf.File) error {
+	var errs conf.Errors
+	if f.General.Journal && f.General.mode() != modeSpool {
+		errs.At(cf, "general", "journal", "journal = yes needs on_queue_full = spool (the journal replays through the spool)")
+	}
+	return errs.Err()
+}
 
 // Config is the [general] section of cdr_kafka.conf.
 type Config struct {
@@ -75,10 +92,3 @@ func (c *Config) mode() int {
 }
 
 func (c *Config) flushAfter() time.Duration { return time.Duration(c.FlushMs) * time.Millisecond }
-
-// defaults returns the configuration used when cdr_kafka.conf is missing.
-func defaults() *Config {
-	return &Config{Enabled: true, Topic: "dp_cdr", BatchMax: 256, FlushMs: 100, Key: "ip_binary",
-		OnQueueFull: "drop", BlockMs: 1000, SpoolDir: "cdr_kafka", SpoolMaxMB: 1024, SpoolFsyncMs: 100,
-		SpoolFsyncRecords: 1000, ReplayInflight: 10000, ShutdownFlushMs: 5000, TopicReplication: 1}
-}

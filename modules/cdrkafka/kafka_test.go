@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // hostRig runs res_kafka + cdr + cdr_kafka in a core.Host.
@@ -79,8 +80,8 @@ func startRigTB(t testing.TB, kafkaConfText, cdrConf, dataDir string) *hostRig {
 		t.Fatalf("start: %v\n%s", err, logs)
 	}
 	r := &hostRig{t: t, h: h, logs: logs, cfgDir: dir, dataDir: dataDir}
-	e, ok := h.Instance(cdr.ModuleName)
-	m, ok2 := h.Instance(ModuleName)
+	e, ok := h.Instance(cdr.Name)
+	m, ok2 := h.Instance(Name)
 	if !ok || !ok2 {
 		t.Fatalf("modules not running:\n%s", logs)
 	}
@@ -201,7 +202,7 @@ func parseKcat(t *testing.T, data []byte) []kcatMsg {
 func subscriberRecord(sub, seq int) *cdr.Record {
 	return &cdr.Record{TS: time.Now().UnixMilli(), IP: netip.AddrFrom4([4]byte{10, 1, byte(sub >> 8), byte(sub)}),
 		SubscriberID: fmt.Sprintf("subscriber-%d", sub), Domain: []byte(fmt.Sprintf("host%d.example.com", seq%7)),
-		QType: 1, Action: cdr.ActionBlock, Group: uint32(sub % 4), Category: 0x10, Seq: uint64(seq)}
+		QType: 1, Action: decision.Block, Group: uint32(sub % 4), Category: 0x10, Seq: uint64(seq)}
 }
 
 var wireKeys = []string{"ts", "ip", "subscriber_id", "domain", "qtype", "action", "group", "category", "seq"}
@@ -520,12 +521,12 @@ func TestKafkaReloadTopic(t *testing.T) {
 	}()
 	r.waitStatus("some delivered to the old topic", 30*time.Second, func(s map[string]uint64) bool { return s["delivered"] >= 200 })
 	os.WriteFile(filepath.Join(r.cfgDir, ConfigFile), []byte(fmt.Sprintf("[general]\nconnection = cdr\ntopic = %s\nkey = ip_text\nbatch_max = 8\n", t2)), 0o600)
-	if err := r.h.Reload(ModuleName); err != nil {
+	if err := r.h.Reload(Name); err != nil {
 		t.Fatal(err)
 	}
 	// An invalid change is refused and keeps the running configuration.
 	os.WriteFile(filepath.Join(r.cfgDir, ConfigFile), []byte("[general]\non_queue_full = spool\n"), 0o600)
-	if err := r.h.Reload(ModuleName); err == nil {
+	if err := r.h.Reload(Name); err == nil {
 		t.Fatal("on_queue_full change accepted by reload")
 	}
 	<-done

@@ -39,7 +39,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -47,35 +46,34 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/lograte"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 )
 
-// ModuleName is the module's name.
-const ModuleName = "cdr_kafka"
+// Name is the module's name.
+const Name = "cdr_kafka"
 
 func init() { core.Register(Info()) }
 
 // Info returns cdr_kafka's registration record.
 func Info() core.ModuleInfo {
 	return core.ModuleInfo{
-		Name:        ModuleName,
+		Name:        Name,
 		Description: "CDR backend: JSON CDRs to a Kafka topic, keyed by subscriber IP, with an optional spool",
 		Priority:    core.PriorityBackend,
-		Requires:    []string{"res_kafka", cdr.ModuleName},
+		Requires:    []string{reskafka.Name, cdr.Name},
 		Support:     core.SupportCore,
+		Configs:     []core.ConfigFile{{Name: ConfigFile, New: func() any { return new(File) }}},
 		New:         func() core.Module { return new(Module) },
 	}
 }
 
 // Module is the running cdr_kafka.
 type Module struct {
-	logger  *slog.Logger
-	lim     *lograte.Limiter
-	pending *Config
+	logger *slog.Logger
+	lim    *lograte.Limiter
 
 	rk   *reskafka.Module
 	eng  *cdr.Engine
@@ -85,62 +83,13 @@ type Module struct {
 }
 
 var (
-	_ core.Configurer      = (*Module)(nil)
 	_ core.Starter         = (*Module)(nil)
 	_ core.Stopper         = (*Module)(nil)
 	_ core.Reloader        = (*Module)(nil)
 	_ core.Greeter         = (*Module)(nil)
+	_ core.StopTimeouter   = (*Module)(nil)
 	_ prometheus.Collector = (*Module)(nil)
 )
-
-// Info implements core.Module.
-func (m *Module) Info() core.ModuleInfo { return Info() }
-
-// loadConfig reads cdr_kafka.conf; a missing file gives the defaults.
-func loadConfig(ctx *core.Context) (*Config, bool, error) {
-	f, err := ctx.LoadConfig(ConfigFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return defaults(), true, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	for _, name := range f.Names() {
-		if name != "general" {
-			s := f.Section(name)
-			return nil, false, fmt.Errorf("%s:%d: unknown section [%s] (cdr_kafka.conf has only [general])", s.File, s.Line, name)
-		}
-	}
-	cfg := new(Config)
-	sec := f.Section("general")
-	if err := conf.Decode(sec, cfg); err != nil {
-		return nil, false, err
-	}
-	if cfg.Journal && cfg.mode() != modeSpool {
-		where := sec.File
-		if k := sec.Key("journal"); k != nil {
-			where = fmt.Sprintf("%s:%d", k.File, k.Line)
-		}
-		return nil, false, fmt.Errorf("%s: journal = yes needs on_queue_full = spool (the journal replays through the spool)", where)
-	}
-	return cfg, false, nil
-}
-
-// Configure reads and validates cdr_kafka.conf.
-func (m *Module) Configure(ctx *core.Context) error {
-	cfg, missing, err := loadConfig(ctx)
-	if err != nil {
-		return err
-	}
-	if missing {
-		ctx.Logger.Info("no cdr_kafka.conf; running on defaults", "path", ctx.ConfigPath(ConfigFile))
-	}
-	if !cfg.Enabled {
-		return core.Decline("%s: [general] enabled = no", ConfigFile)
-	}
-	m.pending = cfg
-	return nil
-}
 
 // chooseConnection resolves an empty connection setting.
 func chooseConnection(rk *reskafka.Module, want string) (string, error) {
@@ -198,23 +147,27 @@ func spoolOpts(ctx *core.Context, cfg *Config) spoolOptions {
 		FsyncInterval: time.Duration(cfg.SpoolFsyncMs) * time.Millisecond, FsyncRecords: cfg.SpoolFsyncRecords}
 }
 
-// Start borrows res_kafka and cdr, opens the spool (spool mode) and
-// registers the backend. It does not wait for a broker.
+// config returns a copy of the decoded [general] section (the backend keeps
+// it and a reload swaps it whole).
+func config(ctx *core.Context) *Config {
+	cfg := core.Config[*File](ctx).General
+	return &cfg
+}
+
+// Start opens the spool (spool mode) and registers the backend with the CDR
+// engine. It does not wait for a broker.
 func (m *Module) Start(ctx *core.Context) error {
+	cfg := config(ctx)
+	if !cfg.Enabled {
+		return core.Decline("%s: [general] enabled = no", ConfigFile)
+	}
 	m.logger = ctx.Logger
 	m.lim = lograte.New(ctx.Logger, 10*time.Second)
-	cfg := m.pending
-	if cfg == nil {
-		if err := m.Configure(ctx); err != nil {
-			return err
-		}
-		cfg = m.pending
-	}
-	rk, err := core.Borrow[*reskafka.Module](ctx, "res_kafka")
+	rk, err := core.Dep[*reskafka.Module](ctx, reskafka.Name)
 	if err != nil {
 		return err
 	}
-	eng, err := core.Borrow[*cdr.Engine](ctx, cdr.ModuleName)
+	eng, err := core.Dep[*cdr.Engine](ctx, cdr.Name)
 	if err != nil {
 		return err
 	}
@@ -289,15 +242,33 @@ func (k *Backend) deliveryCallback() func(reskafka.Delivery) {
 	return func(d reskafka.Delivery) { k.onDelivery(d.Opaque, d.Err) }
 }
 
+// stopSpoolTime is what Stop keeps of its budget, after the flush, to spool
+// the CDRs still undelivered.
+const stopSpoolTime = 2 * time.Second
+
+// StopTimeout implements core.StopTimeouter: the shutdown flush
+// (shutdown_flush_ms) and the time to spool what is left after it.
+func (m *Module) StopTimeout() time.Duration {
+	if m.k == nil {
+		return 0
+	}
+	return time.Duration(m.k.cfg.Load().ShutdownFlushMs)*time.Millisecond + stopSpoolTime
+}
+
 // Stop unregisters from the engine (which hands over every batch), flushes
-// the producer up to shutdown_flush_ms and spools (spool mode) or reports
-// what is left.
-func (m *Module) Stop(context.Context) error {
+// the producer up to shutdown_flush_ms, cut short so that the spooling of
+// what is left (spool mode) still ends before ctx does, and reports what is
+// left.
+func (m *Module) Stop(ctx context.Context) error {
 	if m.reg == nil {
 		return nil
 	}
 	m.reg.Unregister()
-	left := m.k.shutdown()
+	flush := time.Duration(m.k.cfg.Load().ShutdownFlushMs) * time.Millisecond
+	if dl, ok := ctx.Deadline(); ok {
+		flush = max(0, min(flush, time.Until(dl)-stopSpoolTime))
+	}
+	left := m.k.shutdown(flush)
 	s := m.reg.Snapshot()
 	m.logger.Info("cdr_kafka stopped", "posted", s.Posted, "delivered", s.Delivered, "failed", s.Failed,
 		"dropped", s.Dropped, "spooled", s.Spooled, "undelivered_after_flush", left)
@@ -309,10 +280,7 @@ func (m *Module) Stop(context.Context) error {
 // place (hand-overs are suspended for the swap); on_queue_full and the
 // spool settings need the module unloaded and loaded again.
 func (m *Module) Reload(ctx *core.Context) error {
-	cfg, _, err := loadConfig(ctx)
-	if err != nil {
-		return err
-	}
+	cfg := config(ctx)
 	old := m.k.cfg.Load()
 	if cfg.OnQueueFull != old.OnQueueFull || cfg.SpoolDir != old.SpoolDir || cfg.Journal != old.Journal {
 		return fmt.Errorf("on_queue_full, journal and spool_dir cannot change by reload (unload and load cdr_kafka); old configuration kept")

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // blocklistDir holds the real block lists the repository carries.
@@ -185,7 +186,7 @@ func cpuTime() time.Duration {
 // benchResult is one replay's measurement.
 type benchResult struct {
 	Packets, Queries, CDRs, JSONBytes uint64
-	Decided                           [numActions]uint64
+	Decided                           [decision.NumActions]uint64
 	Wall, CPU                         time.Duration
 }
 
@@ -273,6 +274,6 @@ func TestBenchFile(t *testing.T) {
 	replayOnce(t, bp, path, workers)
 	r := replayOnce(t, bp, path, workers)
 	fmt.Printf("RESULT packets=%d queries=%d cdrs=%d json_bytes=%d allow=%d block=%d sinkhole=%d policy_domains=%d workers=%d wall_s=%.3f cpu_s=%.3f pps=%.0f pps_per_cpu=%.0f\n",
-		r.Packets, r.Queries, r.CDRs, r.JSONBytes, r.Decided[ActionAllow], r.Decided[ActionBlock], r.Decided[ActionSinkhole],
+		r.Packets, r.Queries, r.CDRs, r.JSONBytes, r.Decided[decision.Allow], r.Decided[decision.Block], r.Decided[decision.Sinkhole],
 		bp.entries, workers, r.Wall.Seconds(), r.CPU.Seconds(), r.PPS(), r.PPSPerCPU())
 }

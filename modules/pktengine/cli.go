@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 func (m *Module) commands() []*cli.Command {
@@ -75,8 +76,8 @@ func WriteStatus(w io.Writer, st Status) {
 		fmt.Fprintf(tw, "Read errors:\t%d\n", t.ReadErrors)
 		fmt.Fprintf(tw, "Dropped:\t%d\t(kernel %d, interface %d, at shutdown %d)\n", t.KernelDropped+t.IfDropped+t.Dropped+st.Dropped, t.KernelDropped, t.IfDropped, t.Dropped+st.Dropped)
 	}
-	fmt.Fprintf(tw, "Decisions:\t%d\tallow %d, block %d, sinkhole %d\n", st.Decided[0]+st.Decided[1]+st.Decided[2], st.Decided[ActionAllow], st.Decided[ActionBlock], st.Decided[ActionSinkhole])
-	fmt.Fprintf(tw, "CDRs:\t%d\tposted (cdr_actions = %s); not posted: allow %d, block %d, sinkhole %d\n", st.CDRs, st.CDRSet, st.Skipped[ActionAllow], st.Skipped[ActionBlock], st.Skipped[ActionSinkhole])
+	fmt.Fprintf(tw, "Decisions:\t%d\tallow %d, block %d, sinkhole %d\n", st.Decided[0]+st.Decided[1]+st.Decided[2], st.Decided[decision.Allow], st.Decided[decision.Block], st.Decided[decision.Sinkhole])
+	fmt.Fprintf(tw, "CDRs:\t%d\tposted (cdr_actions = %s); not posted: allow %d, block %d, sinkhole %d\n", st.CDRs, st.CDRSet, st.Skipped[decision.Allow], st.Skipped[decision.Block], st.Skipped[decision.Sinkhole])
 	fmt.Fprintf(tw, "Subscribers:\t%d\tprefixes\n", st.Prefixes)
 	tw.Flush()
 
@@ -104,7 +105,7 @@ func WriteStatus(w io.Writer, st Status) {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "Worker\tQueued\tBatches\tAllow\tBlock\tSinkhole\tCDRs")
 	for _, ws := range st.Workers {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\n", ws.ID, ws.Queued, ws.Batches, ws.Decided[ActionAllow], ws.Decided[ActionBlock], ws.Decided[ActionSinkhole], ws.CDRs)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\n", ws.ID, ws.Queued, ws.Batches, ws.Decided[decision.Allow], ws.Decided[decision.Block], ws.Decided[decision.Sinkhole], ws.CDRs)
 	}
 	tw.Flush()
 }

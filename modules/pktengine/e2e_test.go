@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-dp/switchboard/modules/policysync"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // e2eRig is a host running the whole product against a broker.
@@ -91,8 +92,8 @@ func startE2E(t testing.TB, queries int, onQueueFull string) *e2eRig {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		s := pol.Snapshot()
-		if s.Decide("family", []byte("blocked.example")).Action == respolicy.ActionBlock &&
-			s.Decide("family", []byte("evil-c2.example")).Action == respolicy.ActionSinkhole {
+		if s.Decide("family", []byte("blocked.example")).Action == decision.Block &&
+			s.Decide("family", []byte("evil-c2.example")).Action == decision.Sinkhole {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -191,7 +192,7 @@ func TestBenchEndToEndKafka(t *testing.T) {
 		t.Skip("set PKT_E2E_BENCH=<queries> (and KAFKA_BOOTSTRAP for the real broker)")
 	}
 	rig := startE2E(t, n, "block")
-	inst, _ := rig.h.Instance(cdr.ModuleName)
+	inst, _ := rig.h.Instance(cdr.Name)
 	eng := inst.(*cdr.Engine)
 	delivered := func() (d, failed, dropped uint64) {
 		for _, r := range eng.Registrations() {

@@ -14,43 +14,13 @@ import (
 	"github.com/switchboard-dp/switchboard/internal/lograte"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
-// Action is a policy decision's action. Its values and names match
-// res_policy's (allow, block, sinkhole).
-type Action uint8
-
-// Actions.
-const (
-	ActionAllow Action = iota
-	ActionBlock
-	ActionSinkhole
-	numActions
-)
-
-var actionNames = [numActions]string{cdr.ActionAllow, cdr.ActionBlock, cdr.ActionSinkhole}
-
-// String returns "allow", "block" or "sinkhole".
-func (a Action) String() string {
-	if a < numActions {
-		return actionNames[a]
-	}
-	return fmt.Sprintf("action(%d)", uint8(a))
-}
-
-// ParseAction parses an action name.
-func ParseAction(s string) (Action, error) {
-	for i, n := range actionNames {
-		if n == s {
-			return Action(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown action %q (want allow, block or sinkhole)", s)
-}
-
-// Decision is the part of a policy decision a CDR carries.
+// Decision is the part of a policy decision a CDR carries: res_policy's
+// action, group id and category, passed on as they are.
 type Decision struct {
-	Action   Action
+	Action   decision.Action
 	Group    uint32
 	Category uint32
 }
@@ -69,32 +39,6 @@ type Decider interface {
 type Poster interface {
 	Post(r *cdr.Record)
 	Close()
-}
-
-// ActionSet is a set of actions (which decisions produce CDRs).
-type ActionSet uint8
-
-// AllActions produces CDRs for every decision.
-const AllActions ActionSet = 1<<ActionAllow | 1<<ActionBlock | 1<<ActionSinkhole
-
-// Has reports whether a is in the set.
-func (s ActionSet) Has(a Action) bool { return s&(1<<a) != 0 }
-
-// String lists the set's actions, comma separated.
-func (s ActionSet) String() string {
-	out := ""
-	for a := Action(0); a < numActions; a++ {
-		if s.Has(a) {
-			if out != "" {
-				out += ","
-			}
-			out += a.String()
-		}
-	}
-	if out == "" {
-		return "none"
-	}
-	return out
 }
 
 // EngineOptions configure an Engine.
@@ -118,8 +62,9 @@ type EngineOptions struct {
 	// Subscribers holds the subscriber table (default: everything in group
 	// "default", subscriber "unknown").
 	Subscribers *subscribers.Holder
-	// CDRActions are the actions that produce CDRs (default AllActions).
-	CDRActions ActionSet
+	// CDRActions are the actions that produce CDRs (default
+	// decision.AllActions).
+	CDRActions decision.ActionSet
 	// Logger logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -169,7 +114,7 @@ func New(opts EngineOptions) (*Engine, error) {
 		opts.Ports = []uint16{53}
 	}
 	if opts.CDRActions == 0 {
-		opts.CDRActions = AllActions
+		opts.CDRActions = decision.AllActions
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -212,10 +157,10 @@ func New(opts EngineOptions) (*Engine, error) {
 
 // SetCDRActions changes which actions produce CDRs; workers see it at their
 // next batch.
-func (e *Engine) SetCDRActions(s ActionSet) { e.cdrActions.Store(uint32(s)) }
+func (e *Engine) SetCDRActions(s decision.ActionSet) { e.cdrActions.Store(uint32(s)) }
 
 // CDRActions returns the actions that produce CDRs.
-func (e *Engine) CDRActions() ActionSet { return ActionSet(e.cdrActions.Load()) }
+func (e *Engine) CDRActions() decision.ActionSet { return decision.ActionSet(e.cdrActions.Load()) }
 
 // Subscribers returns the holder of the subscriber table (Swap to reload).
 func (e *Engine) Subscribers() *subscribers.Holder { return e.subs }
@@ -305,9 +250,9 @@ type worker struct {
 
 // workerCounters are published once per batch.
 type workerCounters struct {
-	decided    [numActions]atomic.Uint64
+	decided    [decision.NumActions]atomic.Uint64
 	cdrs       atomic.Uint64
-	cdrSkipped [numActions]atomic.Uint64
+	cdrSkipped [decision.NumActions]atomic.Uint64
 	batches    atomic.Uint64
 	dropped    atomic.Uint64 // queued when Close gave up
 }
@@ -357,14 +302,14 @@ func (w *worker) process(b *batch) {
 		names[i] = b.arena[it.off : it.off+uint32(it.n) : it.off+uint32(it.n)]
 	}
 	w.dec.DecideBurst(groups, names, out)
-	set := ActionSet(w.e.cdrActions.Load())
-	var decided, skipped [numActions]uint64
+	set := decision.ActionSet(w.e.cdrActions.Load())
+	var decided, skipped [decision.NumActions]uint64
 	var cdrs uint64
 	for i := range b.items {
 		d := out[i]
 		a := d.Action
-		if a >= numActions {
-			a = ActionAllow
+		if !a.Valid() {
+			a = decision.Allow // a decider's out-of-range value counts and posts as allow
 		}
 		decided[a]++
 		if w.post == nil || !set.Has(a) {
@@ -378,7 +323,7 @@ func (w *worker) process(b *batch) {
 			SubscriberID: subs[i].ID,
 			Domain:       names[i],
 			QType:        it.qtype,
-			Action:       actionNames[a],
+			Action:       a,
 			Group:        d.Group,
 			Category:     d.Category,
 		}

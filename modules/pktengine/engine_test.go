@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // fakeDecider blocks names under blocked domains and sinkholes names
@@ -26,11 +27,11 @@ type fakeDecider struct {
 
 func (f *fakeDecider) decide(q []byte) Decision {
 	if bytes.Contains(q, []byte("malware")) {
-		return Decision{Action: ActionSinkhole, Group: 9, Category: 1}
+		return Decision{Action: decision.Sinkhole, Group: 9, Category: 1}
 	}
 	for s := string(q); s != ""; {
 		if f.blocked[s] {
-			return Decision{Action: ActionBlock, Group: 7, Category: 2}
+			return Decision{Action: decision.Block, Group: 7, Category: 2}
 		}
 		_, rest, ok := strings.Cut(s, ".")
 		if !ok {
@@ -38,7 +39,7 @@ func (f *fakeDecider) decide(q []byte) Decision {
 		}
 		s = rest
 	}
-	return Decision{Action: ActionAllow, Group: 1}
+	return Decision{Action: decision.Allow, Group: 1}
 }
 
 func (f *fakeDecider) DecideBurst(groups []string, q [][]byte, out []Decision) {
@@ -80,7 +81,7 @@ type harness struct {
 	dec  *fakeDecider
 }
 
-func newHarness(t *testing.T, workers int, set ActionSet, subs *subscribers.Holder) *harness {
+func newHarness(t *testing.T, workers int, set decision.ActionSet, subs *subscribers.Holder) *harness {
 	t.Helper()
 	h := &harness{dec: &fakeDecider{blocked: map[string]bool{"0-google.com": true, "tracker.ads.example": true}}}
 	e, err := New(EngineOptions{
@@ -158,10 +159,10 @@ func TestEngineDecidesEveryQueryInOrder(t *testing.T) {
 		t.Fatalf("%d CDRs recorded, %d counted", len(h.recs), st.CDRs)
 	}
 	lastTS := map[netip.Addr]int64{}
-	var byAction [numActions]int
+	var byAction [decision.NumActions]int
 	for _, r := range h.recs {
 		want := h.dec.decide([]byte(r.domain))
-		if r.Action != want.Action.String() || r.Group != want.Group || r.Category != want.Category {
+		if r.Action != want.Action || r.Group != want.Group || r.Category != want.Category {
 			t.Fatalf("%s: CDR %+v, want %+v", r.domain, r.Record, want)
 		}
 		if r.domain != strings.ToLower(r.domain) {
@@ -174,15 +175,14 @@ func TestEngineDecidesEveryQueryInOrder(t *testing.T) {
 			t.Fatalf("CDRs of %v out of order", r.IP)
 		}
 		lastTS[r.IP] = r.TS
-		a, _ := ParseAction(r.Action)
-		byAction[a]++
+		byAction[r.Action]++
 	}
 	for a := range byAction {
 		if uint64(byAction[a]) != st.Decided[a] {
-			t.Errorf("%v: %d CDRs, %d decided", Action(a), byAction[a], st.Decided[a])
+			t.Errorf("%v: %d CDRs, %d decided", decision.Action(a), byAction[a], st.Decided[a])
 		}
 		if byAction[a] == 0 {
-			t.Errorf("no %v decisions in the mix", Action(a))
+			t.Errorf("no %v decisions in the mix", decision.Action(a))
 		}
 	}
 	if len(lastTS) < 30 {
@@ -191,17 +191,17 @@ func TestEngineDecidesEveryQueryInOrder(t *testing.T) {
 }
 
 func TestCDRActionsFilter(t *testing.T) {
-	h := newHarness(t, 2, 1<<ActionBlock|1<<ActionSinkhole, nil)
+	h := newHarness(t, 2, decision.SetOf(decision.Block, decision.Sinkhole), nil)
 	path := writeCapture(t, capgen.Config{Queries: 1000, Seed: 6, Subscribers: 20, Blocked: []string{"0-google.com"}, BlockedShare: 0.3})
 	h.replay(t, path, 0)
 	st := h.e.Status()
-	if st.CDRs != st.Decided[ActionBlock]+st.Decided[ActionSinkhole] || st.Skipped[ActionAllow] != st.Decided[ActionAllow] || st.Decided[ActionBlock] == 0 {
+	if st.CDRs != st.Decided[decision.Block]+st.Decided[decision.Sinkhole] || st.Skipped[decision.Allow] != st.Decided[decision.Allow] || st.Decided[decision.Block] == 0 {
 		t.Fatalf("cdrs %d decided %v skipped %v", st.CDRs, st.Decided, st.Skipped)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, r := range h.recs {
-		if r.Action == "allow" {
+		if r.Action == decision.Allow {
 			t.Fatal("allow CDR with cdr_actions = block,sinkhole")
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // captureBackend is a CDR backend that keeps every record.
@@ -119,11 +120,11 @@ func TestInHost(t *testing.T) {
 		return recs[wantCDRs-600:]
 	}
 	want := map[string]struct {
-		action   string
+		action   decision.Action
 		category uint32
 	}{
-		"blocked.example": {"block", 4}, "evil-c2.example": {"sinkhole", 1},
-		"white.example": {"allow", 0}, "other.example": {"allow", 0},
+		"blocked.example": {decision.Block, 4}, "evil-c2.example": {decision.Sinkhole, 1},
+		"white.example": {decision.Allow, 0}, "other.example": {decision.Allow, 0},
 	}
 	seen := map[string]int{}
 	for _, r := range replay(600) {
@@ -168,10 +169,10 @@ func TestInHost(t *testing.T) {
 			t.Fatalf("after reload: subscriber %q", r.SubscriberID)
 		}
 		// Group "other" has no tables: only the malicious table applies.
-		if strings.HasSuffix(r.domain, "blocked.example") && r.Action != "allow" {
+		if strings.HasSuffix(r.domain, "blocked.example") && r.Action != decision.Allow {
 			t.Fatalf("after reload: %s %s", r.domain, r.Action)
 		}
-		if strings.HasSuffix(r.domain, "evil-c2.example") && r.Action != "sinkhole" {
+		if strings.HasSuffix(r.domain, "evil-c2.example") && r.Action != decision.Sinkhole {
 			t.Fatalf("after reload: %s %s", r.domain, r.Action)
 		}
 	}

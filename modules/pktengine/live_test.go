@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // TestLiveLoopback captures on the loopback interface with libpcap: DNS
@@ -46,7 +47,7 @@ func TestLiveLoopback(t *testing.T) {
 	const n = 20
 	deadline := time.Now().Add(10 * time.Second)
 	sent := 0
-	for e.Status().Decided[ActionBlock] < n/2 && time.Now().Before(deadline) {
+	for e.Status().Decided[decision.Block] < n/2 && time.Now().Before(deadline) {
 		// Keep sending until the capture has seen enough: the handle may
 		// start capturing a moment after Start returns.
 		name := "ok.example"
@@ -58,7 +59,7 @@ func TestLiveLoopback(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	st := e.Status()
-	if st.Decided[ActionBlock] < n/2 || st.Decided[ActionAllow] == 0 || st.Totals.Queries == 0 {
+	if st.Decided[decision.Block] < n/2 || st.Decided[decision.Allow] == 0 || st.Totals.Queries == 0 {
 		t.Fatalf("sent %d, status %+v", sent, st.Totals)
 	}
 	if st.Sources[0].Name != "live:lo" || st.Sources[0].State != "running" {

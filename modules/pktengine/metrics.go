@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 var (
@@ -59,7 +60,7 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 			counter(descIgnored, v, rr.String())
 		}
 	}
-	for a := Action(0); a < numActions; a++ {
+	for a := decision.Action(0); a < decision.NumActions; a++ {
 		counter(descDecisions, st.Decided[a], a.String())
 		counter(descSkipped, st.Skipped[a], a.String())
 	}

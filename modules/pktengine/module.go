@@ -27,6 +27,7 @@ import (
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // Name is the module's name.
@@ -41,8 +42,9 @@ func Info() core.ModuleInfo {
 		Name:        Name,
 		Description: "DNS data plane: capture (pcap file, live), zero-alloc decode, subscriber lookup, policy decision, CDR",
 		Priority:    core.PriorityApplication,
-		Requires:    []string{"res_policy", "cdr"},
+		Requires:    []string{respolicy.Name, cdr.Name},
 		Support:     core.SupportCore,
+		Configs:     []core.ConfigFile{{Name: ConfigFile, New: func() any { return new(Config) }}},
 		New:         func() core.Module { return new(Module) },
 	}
 }
@@ -71,18 +73,14 @@ type Live struct {
 	Timeout    time.Duration `conf:"timeout" default:"50ms" min:"1ms" max:"10s"`
 }
 
-// Config is the decoded pkt_engine.conf plus the subscriber table it names.
+// Config is the decoded pkt_engine.conf.
 type Config struct {
-	General General
-	Live    Live
+	General General `section:"general"`
+	Live    Live    `section:"live"`
 	// Ports are the parsed dns_ports.
 	Ports []uint16
 	// CDRSet is the parsed cdr_actions.
-	CDRSet ActionSet
-	// Subscribers is the table read from General.Subscribers.
-	Subscribers *subscribers.Table
-	// SubscribersNote says where the table came from (for the log).
-	SubscribersNote string
+	CDRSet decision.ActionSet
 }
 
 // LiveOptions returns the live capture options of the config.
@@ -107,90 +105,64 @@ func splitList(vals []string) []string {
 	return out
 }
 
-// DecodeConfig decodes a parsed pkt_engine.conf (f may be nil: defaults).
-// The subscriber file is not read here (see LoadSubscribers).
-func DecodeConfig(f *conf.File) (*Config, error) {
-	cfg := &Config{}
+// Validate parses dns_ports and cdr_actions and checks source.
+func (c *Config) Validate(f *conf.File) error {
 	var errs conf.Errors
-	gen, live := f.Section("general"), f.Section("live")
-	for _, name := range f.Names() {
-		if name != "general" && name != "live" {
-			s := f.Section(name)
-			errs.Addf(s.File, s.Line, name, "", "unknown section [%s] (want [general] or [live])", name)
-		}
-	}
-	addErr := func(err error) {
-		var ce conf.Errors
-		if errors.As(err, &ce) {
-			errs = append(errs, ce...)
-		} else if err != nil {
-			errs.Addf("", 0, "", "", "%v", err)
-		}
-	}
-	addErr(conf.Decode(gen, &cfg.General))
-	addErr(conf.Decode(live, &cfg.Live))
-	if len(errs) > 0 {
-		return nil, errs.Err()
-	}
-	keyOf := func(name string) *conf.Key { return gen.Key(name) }
-	for _, p := range splitList(cfg.General.DNSPorts) {
+	c.Ports, c.CDRSet = nil, 0
+	for _, p := range splitList(c.General.DNSPorts) {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
-			errs.Add(gen, keyOf("dns_ports"), "bad port %q", p)
+			errs.At(f, "general", "dns_ports", "bad port %q", p)
 			continue
 		}
-		cfg.Ports = append(cfg.Ports, uint16(n))
+		c.Ports = append(c.Ports, uint16(n))
 	}
-	for _, a := range splitList(cfg.General.CDRActions) {
+	for _, a := range splitList(c.General.CDRActions) {
 		if a == "none" {
 			continue
 		}
-		act, err := ParseAction(strings.ToLower(a))
+		act, err := decision.Parse(strings.ToLower(a))
 		if err != nil {
-			errs.Add(gen, keyOf("cdr_actions"), "%v", err)
+			errs.At(f, "general", "cdr_actions", "%v", err)
 			continue
 		}
-		cfg.CDRSet |= 1 << act
+		c.CDRSet |= decision.SetOf(act)
 	}
-	if src := cfg.General.Source; src != "" {
+	if src := c.General.Source; src != "" {
 		kind, arg, ok := strings.Cut(src, ":")
 		if !ok || arg == "" || (kind != "pcap" && kind != "file" && kind != "live") {
-			errs.Add(gen, keyOf("source"), "source %q: want pcap:<file> or live:<interface>", src)
+			errs.At(f, "general", "source", "source %q: want pcap:<file> or live:<interface>", src)
 		}
 	}
-	if err := errs.Err(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return errs.Err()
 }
 
-// LoadSubscribers reads the subscriber table named by the config (relative
-// to dir). A missing file gives the default-only table.
-func (c *Config) LoadSubscribers(path string) error {
+// LoadSubscribers reads the subscriber table at path and says where it came
+// from (for the log). A missing file gives the default-only table.
+func LoadSubscribers(path string) (*subscribers.Table, string, error) {
 	t, err := subscribers.Load(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		t, _ = subscribers.Build(&subscribers.Subscriber{ID: "unknown", Group: "default"}, nil)
-		c.SubscribersNote = fmt.Sprintf("%s not found: every address is subscriber \"unknown\" in group \"default\"", path)
+		return t, fmt.Sprintf("%s not found: every address is subscriber \"unknown\" in group \"default\"", path), nil
 	case err != nil:
-		return err
-	default:
-		c.SubscribersNote = fmt.Sprintf("%s: %d prefixes, %d subscribers, groups %s", path, t.Prefixes(), t.Subscribers(), strings.Join(t.Groups(), ","))
+		return nil, "", err
 	}
-	c.Subscribers = t
-	return nil
+	return t, fmt.Sprintf("%s: %d prefixes, %d subscribers, groups %s", path, t.Prefixes(), t.Subscribers(), strings.Join(t.Groups(), ",")), nil
 }
 
 // Module is the pkt_engine module.
 type Module struct {
-	mu      sync.Mutex
-	cfg     *Config
-	engine  *Engine
-	cfgSrc  int // id of the source started from the config, 0 if none
-	ctx     *core.Context
-	policy  *respolicy.Module
-	cdrEng  *cdr.Engine
-	started time.Time
+	mu       sync.Mutex
+	cfg      *Config
+	subs     *subscribers.Table // read from cfg.General.Subscribers
+	subsNote string             // where subs came from (for the log)
+	engine   *Engine
+	cfgSrc   int // id of the source started from the config, 0 if none
+	ctx      *core.Context
+	policy   *respolicy.Module
+	cdrEng   *cdr.Engine
+	started  time.Time
 }
 
 var (
@@ -201,53 +173,33 @@ var (
 	_ core.Commander  = (*Module)(nil)
 )
 
-// Info implements core.Module.
-func (m *Module) Info() core.ModuleInfo { return Info() }
-
-func (m *Module) loadConfig(ctx *core.Context) (*Config, error) {
-	f, err := ctx.LoadConfig(ConfigFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		ctx.Logger.Info("no " + ConfigFile + ": running on defaults (no source until \"packet replay\")")
-		f, err = nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := DecodeConfig(f)
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.LoadSubscribers(ctx.ConfigPath(cfg.General.Subscribers)); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// Configure decodes and validates pkt_engine.conf and subscribers.conf.
+// Configure reads the subscriber table pkt_engine.conf names (relative to
+// the configuration directory).
 func (m *Module) Configure(ctx *core.Context) error {
-	cfg, err := m.loadConfig(ctx)
+	cfg := core.Config[*Config](ctx)
+	t, note, err := LoadSubscribers(ctx.ConfigPath(cfg.General.Subscribers))
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.cfg = cfg
+	m.cfg, m.subs, m.subsNote = cfg, t, note
 	m.mu.Unlock()
 	return nil
 }
 
-// Start borrows res_policy and cdr, starts the workers and the configured
-// source.
+// Start starts the workers (each with its res_policy matcher and CDR
+// poster) and the configured source.
 func (m *Module) Start(ctx *core.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cfg := m.cfg
-	pol, err := core.Borrow[*respolicy.Module](ctx, "res_policy")
+	pol, err := core.Dep[*respolicy.Module](ctx, respolicy.Name)
 	if err != nil {
-		return fmt.Errorf("borrowing res_policy: %w", err)
+		return err
 	}
-	eng, err := core.Borrow[*cdr.Engine](ctx, "cdr")
+	eng, err := core.Dep[*cdr.Engine](ctx, cdr.Name)
 	if err != nil {
-		return fmt.Errorf("borrowing cdr: %w", err)
+		return err
 	}
 	e, err := New(EngineOptions{
 		Workers:     cfg.General.Workers,
@@ -257,14 +209,14 @@ func (m *Module) Start(ctx *core.Context) error {
 		Ports:       cfg.Ports,
 		NewDecider:  func() Decider { return NewPolicyDecider(pol.NewMatcher()) },
 		NewPoster:   func() Poster { return eng.NewPoster() },
-		Subscribers: subscribers.NewHolder(cfg.Subscribers),
+		Subscribers: subscribers.NewHolder(m.subs),
 		CDRActions:  cfg.CDRSet,
 		Logger:      ctx.Logger,
 	})
 	if err != nil {
 		return err
 	}
-	ctx.Logger.Info("subscribers loaded", "table", cfg.SubscribersNote)
+	ctx.Logger.Info("subscribers loaded", "table", m.subsNote)
 	m.ctx, m.policy, m.cdrEng, m.engine, m.started = ctx, pol, eng, e, time.Now()
 	if cfg.General.Source != "" {
 		id, err := m.startSource(cfg.General.Source, cfg.General.Speed, cfg)
@@ -305,20 +257,23 @@ func (m *Module) Stop(ctx context.Context) error {
 // dns_ports take effect at the next start. An invalid configuration keeps
 // the old one.
 func (m *Module) Reload(ctx *core.Context) error {
-	cfg, err := m.loadConfig(ctx)
+	next := *core.Config[*Config](ctx)
+	cfg := &next
+	t, note, err := LoadSubscribers(ctx.ConfigPath(cfg.General.Subscribers))
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old, e := m.cfg, m.engine
+	m.subs, m.subsNote = t, note
 	if e == nil {
 		m.cfg = cfg
 		return nil
 	}
-	prev := e.Subscribers().Swap(cfg.Subscribers)
+	prev := e.Subscribers().Swap(t)
 	e.SetCDRActions(cfg.CDRSet)
-	ctx.Logger.Info("subscribers reloaded", "table", cfg.SubscribersNote, "previous_prefixes", prev.Prefixes())
+	ctx.Logger.Info("subscribers reloaded", "table", note, "previous_prefixes", prev.Prefixes())
 	if old.General.Workers != cfg.General.Workers || old.General.Batch != cfg.General.Batch || old.General.Queue != cfg.General.Queue ||
 		strings.Join(old.General.DNSPorts, ",") != strings.Join(cfg.General.DNSPorts, ",") {
 		ctx.Logger.Warn("workers, batch, queue and dns_ports changes take effect when pkt_engine is restarted")
@@ -369,14 +324,7 @@ func (p *policyDecider) DecideBurst(groups []string, qnames [][]byte, out []Deci
 	o := p.out[:n]
 	p.mt.DecideBurst(groups, qnames, o)
 	for i := range o {
-		a := ActionAllow
-		switch o[i].Action {
-		case respolicy.ActionBlock:
-			a = ActionBlock
-		case respolicy.ActionSinkhole:
-			a = ActionSinkhole
-		}
-		out[i] = Decision{Action: a, Group: o[i].Group, Category: o[i].Category}
+		out[i] = Decision{Action: o[i].Action, Group: o[i].Group, Category: o[i].Category}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 func TestSampleConfig(t *testing.T) {
@@ -20,14 +21,15 @@ func TestSampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := DecodeConfig(f)
+	cfg := new(Config)
+	if err := conf.DecodeFile(f, cfg); err != nil {
+		t.Fatal(err)
+	}
+	subs, _, err := LoadSubscribers(filepath.Join("..", "..", "samples", cfg.General.Subscribers))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.LoadSubscribers(filepath.Join("..", "..", "samples", cfg.General.Subscribers)); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.CDRSet != AllActions || len(cfg.Ports) != 1 || cfg.Ports[0] != 53 || cfg.Subscribers.Prefixes() == 0 {
+	if cfg.CDRSet != decision.AllActions || len(cfg.Ports) != 1 || cfg.Ports[0] != 53 || subs.Prefixes() == 0 {
 		t.Fatalf("%+v", cfg)
 	}
 	if got := cfg.LiveOptions().Filter; got != "udp port 53 or tcp port 53" {
@@ -40,7 +42,7 @@ func TestConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = DecodeConfig(f)
+	err = conf.DecodeFile(f, new(Config))
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -50,7 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	f, _ = conf.Parse("pkt_engine.conf", []byte("[general]\nsource = tape:x\ndns_ports = 53, x\ncdr_actions = allow, drop\n"))
-	_, err = DecodeConfig(f)
+	err = conf.DecodeFile(f, new(Config))
 	for _, want := range []string{"pkt_engine.conf:2: [general] source", "pkt_engine.conf:3: [general] dns_ports: bad port \"x\"", "pkt_engine.conf:4: [general] cdr_actions: unknown action \"drop\""} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // Counters are packet counters (of a source, or totals).
@@ -80,13 +81,13 @@ type WorkerStatus struct {
 	Queued int64
 	// Batches is the number of batches the worker has processed.
 	Batches uint64
-	// Decided counts decisions by Action.
-	Decided [numActions]uint64
+	// Decided counts decisions, indexed by decision.Action.
+	Decided [decision.NumActions]uint64
 	// CDRs is the number of CDRs posted.
 	CDRs uint64
 	// CDRSkipped counts decisions that produced no CDR (action not in
-	// cdr_actions, or no CDR engine), by Action.
-	CDRSkipped [numActions]uint64
+	// cdr_actions, or no CDR engine), indexed by decision.Action.
+	CDRSkipped [decision.NumActions]uint64
 	// Dropped counts queries dropped at shutdown.
 	Dropped uint64
 }
@@ -96,12 +97,12 @@ type Status struct {
 	Sources  []SourceStatus // running first, then the last finished ones
 	Workers  []WorkerStatus
 	Totals   Counters
-	Decided  [numActions]uint64
+	Decided  [decision.NumActions]uint64
 	CDRs     uint64
-	Skipped  [numActions]uint64
+	Skipped  [decision.NumActions]uint64
 	Dropped  uint64 // queries dropped by workers at shutdown
 	PPS      float64
-	CDRSet   ActionSet
+	CDRSet   decision.ActionSet
 	Uptime   time.Duration
 	Prefixes int
 }

@@ -54,13 +54,13 @@ type Feeder struct {
 	source string
 
 	mu       sync.Mutex
-	applied  map[TP]int64            // highest offset applied per partition
-	open     map[string]map[TP]int64 // group -> partitions its open sync used -> first offset
-	held     map[TP]int64            // SYNC_COMPLETE offset waiting to be committed
-	byType   map[string]uint64       // accepted messages by type
-	rejected map[string]uint64       // by reason
-	replayed uint64                  // skipped as already applied
-	lastErr  map[string]string       // reason -> last error text
+	applied  map[TP]int64                     // highest offset applied per partition
+	open     map[string]map[TP]int64          // group -> partitions its open sync used -> first offset
+	held     map[TP]int64                     // SYNC_COMPLETE offset waiting to be committed
+	byType   map[respolicy.MessageType]uint64 // accepted messages by type
+	rejected map[string]uint64                // by reason
+	replayed uint64                           // skipped as already applied
+	lastErr  map[string]string                // reason -> last error text
 	onReject func(reason string, err error)
 }
 
@@ -70,7 +70,7 @@ type Feeder struct {
 // itself).
 func NewFeeder(a Applier, source string, onReject func(reason string, err error)) *Feeder {
 	return &Feeder{apply: a, source: source, applied: map[TP]int64{}, open: map[string]map[TP]int64{},
-		held: map[TP]int64{}, byType: map[string]uint64{}, rejected: map[string]uint64{}, lastErr: map[string]string{},
+		held: map[TP]int64{}, byType: map[respolicy.MessageType]uint64{}, rejected: map[string]uint64{}, lastErr: map[string]string{},
 		onReject: onReject}
 }
 
@@ -167,7 +167,7 @@ func (f *Feeder) rejectLocked(err error) {
 
 // FeederStats is a copy of the feeder's counters and state.
 type FeederStats struct {
-	ByType   map[string]uint64
+	ByType   map[respolicy.MessageType]uint64
 	Rejected map[string]uint64
 	LastErr  map[string]string
 	Replayed uint64
@@ -180,7 +180,7 @@ type FeederStats struct {
 func (f *Feeder) Stats() FeederStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := FeederStats{ByType: map[string]uint64{}, Rejected: map[string]uint64{}, LastErr: map[string]string{},
+	st := FeederStats{ByType: map[respolicy.MessageType]uint64{}, Rejected: map[string]uint64{}, LastErr: map[string]string{},
 		Replayed: f.replayed, Applied: map[TP]int64{}, Open: map[string][]TP{}, Held: map[TP]int64{}}
 	for k, v := range f.byType {
 		st.ByType[k] = v

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
 )
 
@@ -134,6 +136,40 @@ func TestFeederRejectCounters(t *testing.T) {
 	}
 	if respolicy.MatchWord(s.Snapshot().Decide("g", []byte("ok.com"))) != "BLACKLIST" || s.Generation() == gen {
 		t.Errorf("good messages not applied")
+	}
+}
+
+// Accepted messages are counted by type; the metrics label them with the
+// wire names.
+func TestFeederTypeCounters(t *testing.T) {
+	s := respolicy.NewStore(respolicy.StoreConfig{})
+	f := NewFeeder(s, "kafka", nil)
+	feedAll(t, f, topicOf([]int32{0, 1}, append(seedFeed(), `{"type":"FLUSH"}`,
+		`{"type":"ADD_MALICIOUS","domain":"c2.evil.net","category":4,"confidence":98}`)))
+	st := f.Stats()
+	want := map[respolicy.MessageType]uint64{respolicy.TypeBeginSync: 1, respolicy.TypeAddDomain: 4,
+		respolicy.TypeRemoveDomain: 1, respolicy.TypeSyncComplete: 1, respolicy.TypeAddMalicious: 1}
+	if fmt.Sprint(st.ByType) != fmt.Sprint(want) || st.Rejected[respolicy.ReasonUnknownType] != 1 {
+		t.Fatalf("by type %v, rejected %v", st.ByType, st.Rejected)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(&Module{feeder: f})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "switchboard_policy_sync_messages_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	wantLabels := map[string]float64{"BEGIN_SYNC": 1, "ADD_DOMAIN": 4, "REMOVE_DOMAIN": 1, "SYNC_COMPLETE": 1, "ADD_MALICIOUS": 1}
+	if fmt.Sprint(got) != fmt.Sprint(wantLabels) {
+		t.Fatalf("switchboard_policy_sync_messages_total by type: %v, want %v", got, wantLabels)
 	}
 }
 

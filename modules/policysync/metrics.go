@@ -34,7 +34,7 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCommitErrors, prometheus.CounterValue, float64(m.commitErrors.Load()))
 	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.CounterValue, float64(st.Replayed))
 	for t, n := range st.ByType {
-		ch <- prometheus.MustNewConstMetric(descConsumed, prometheus.CounterValue, float64(n), t)
+		ch <- prometheus.MustNewConstMetric(descConsumed, prometheus.CounterValue, float64(n), t.String())
 	}
 	for r, n := range st.Rejected {
 		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), r)

@@ -60,10 +60,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -95,8 +93,9 @@ func Info() core.ModuleInfo {
 		Name:        Name,
 		Description: "Kafka consumer of the policy feed: pending syncs, atomic swaps, commits at SYNC_COMPLETE",
 		Priority:    core.PriorityApplication,
-		Requires:    []string{"res_kafka", respolicy.Name},
+		Requires:    []string{reskafka.Name, respolicy.Name},
 		Support:     core.SupportCore,
+		Configs:     []core.ConfigFile{{Name: ConfigFile, New: func() any { return new(File) }}},
 		New:         func() core.Module { return new(Module) },
 	}
 }
@@ -108,12 +107,28 @@ func init() { core.Register(Info()) }
 // MissingTopicGrace); tests shorten it.
 var missingTopicGrace time.Duration
 
+// File is policy_sync.conf.
+type File struct {
+	General Config `section:"general"`
+}
+
+// Validate rejects an empty topic.
+func (f *File) Validate(cf *conf.File) error {
+	var errs conf.Errors
+	if f.General.Topic == "" {
+		errs.At(cf, "general", "topic", "must not be empty")
+	}
+	return errs.Err()
+}
+
 // Config is the [general] section of policy_sync.conf.
 type Config struct {
 	Enabled    bool   `conf:"enabled" default:"yes"`
 	Connection string `conf:"connection" default:"default"`
 	Topic      string `conf:"topic" default:"policy_updates"`
-	GroupID    string `conf:"group_id"`
+	// GroupID is the consumer group prefix; empty means DefaultGroupID of
+	// the configuration directory.
+	GroupID string `conf:"group_id"`
 }
 
 // DefaultGroupID returns the default group_id prefix for a configuration
@@ -151,70 +166,35 @@ type Module struct {
 }
 
 var (
-	_ core.Configurer      = (*Module)(nil)
 	_ core.Starter         = (*Module)(nil)
 	_ core.Stopper         = (*Module)(nil)
 	_ core.Reloader        = (*Module)(nil)
 	_ prometheus.Collector = (*Module)(nil)
 )
 
-// Info implements core.Module.
-func (m *Module) Info() core.ModuleInfo { return Info() }
-
-func loadConfig(ctx *core.Context) (*Config, error) {
-	cfg := &Config{}
-	f, err := ctx.LoadConfig(ConfigFile)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		ctx.Logger.Info("no " + ConfigFile + ": running on defaults (connection default, topic policy_updates)")
-		if err := conf.Decode(nil, cfg); err != nil {
-			return nil, err
-		}
-	case err != nil:
-		return nil, err
-	default:
-		for _, name := range f.Names() {
-			if name != "general" {
-				s := f.Section(name)
-				return nil, conf.Errors{{File: s.File, Line: s.Line, Section: name, Msg: "unknown section (only [general])"}}
-			}
-		}
-		if err := conf.Decode(f.Section("general"), cfg); err != nil {
-			return nil, err
-		}
-	}
+// config returns the decoded configuration with the group prefix resolved.
+func config(ctx *core.Context) *Config {
+	cfg := core.Config[*File](ctx).General
 	if cfg.GroupID == "" {
 		cfg.GroupID = DefaultGroupID(ctx.ConfigDir())
 	}
-	if cfg.Topic == "" {
-		return nil, fmt.Errorf("%s: topic must not be empty", ConfigFile)
-	}
-	return cfg, nil
+	return &cfg
 }
 
-// Configure implements core.Configurer.
-func (m *Module) Configure(ctx *core.Context) error {
-	cfg, err := loadConfig(ctx)
-	if err != nil {
-		return err
-	}
-	if !cfg.Enabled {
+// Start implements core.Starter: it subscribes to the topic through
+// res_kafka and feeds res_policy.
+func (m *Module) Start(ctx *core.Context) error {
+	m.cfg = config(ctx)
+	if !m.cfg.Enabled {
 		return core.Decline("%s: enabled = no", ConfigFile)
 	}
-	m.cfg = cfg
-	return nil
-}
-
-// Start implements core.Starter: it borrows res_kafka and res_policy and
-// subscribes to the topic.
-func (m *Module) Start(ctx *core.Context) error {
 	m.logger = ctx.Logger
 	m.lim = lograte.New(ctx.Logger, 10*time.Second)
-	k, err := core.Borrow[*reskafka.Module](ctx, "res_kafka")
+	k, err := core.Dep[*reskafka.Module](ctx, reskafka.Name)
 	if err != nil {
 		return err
 	}
-	p, err := core.Borrow[*respolicy.Module](ctx, respolicy.Name)
+	p, err := core.Dep[*respolicy.Module](ctx, respolicy.Name)
 	if err != nil {
 		return err
 	}
@@ -276,8 +256,9 @@ func (m *Module) commit(cp CommitPoint) {
 	m.lastCommit.Store(&cp)
 }
 
-// Stop implements core.Stopper: the consumer leaves the group at once.
-func (m *Module) Stop(context.Context) error {
+// Stop implements core.Stopper: the consumer leaves the group at once (or
+// goes on leaving in the background once ctx ends).
+func (m *Module) Stop(ctx context.Context) error {
 	if m.policy != nil {
 		m.policy.SetSyncReporter(nil)
 	}
@@ -286,7 +267,7 @@ func (m *Module) Stop(context.Context) error {
 	m.sub = nil
 	m.mu.Unlock()
 	if sub != nil {
-		return sub.Close()
+		return core.Within(ctx, sub.Close)
 	}
 	return nil
 }
@@ -294,10 +275,7 @@ func (m *Module) Stop(context.Context) error {
 // Reload implements core.Reloader: a changed connection, topic or group
 // restarts the consumer (resuming from the last commit).
 func (m *Module) Reload(ctx *core.Context) error {
-	cfg, err := loadConfig(ctx)
-	if err != nil {
-		return err
-	}
+	cfg := config(ctx)
 	if !cfg.Enabled {
 		return fmt.Errorf("%s: enabled = no: unload the module instead", ConfigFile)
 	}

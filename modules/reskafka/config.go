@@ -3,7 +3,6 @@ package reskafka
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"reflect"
 	"regexp"
 	"sort"
@@ -14,6 +13,9 @@ import (
 
 	"github.com/switchboard-dp/switchboard/conf"
 )
+
+// Name is the module's name.
+const Name = "res_kafka"
 
 // ConfigFile is the name of the module's configuration file.
 const ConfigFile = "kafka.conf"
@@ -116,34 +118,16 @@ var managedProps = map[string]string{
 
 var embeddedRE = regexp.MustCompile(`^embedded(?::(\d+))?$`)
 
-// LoadConfig reads and validates kafka.conf at path. A missing file yields
-// the defaults (no connections) with Missing set.
-func LoadConfig(path string) (*Config, error) {
-	f, err := conf.Load(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			cfg := &Config{Path: path, Missing: true, Connections: map[string]*Connection{}}
-			if err := conf.Decode(&conf.Section{Name: "general"}, &cfg.General); err != nil {
-				return nil, err
-			}
-			return cfg, nil
-		}
-		return nil, err
+// UnmarshalConf implements conf.Unmarshaler: kafka.conf is [general] and
+// one connection per other section. Without a file (f nil) the defaults
+// apply, there is no connection and Missing is set.
+func (cfg *Config) UnmarshalConf(f *conf.File) error {
+	*cfg = Config{Connections: map[string]*Connection{}}
+	if f == nil {
+		cfg.Missing = true
+		return conf.Decode(&conf.Section{Name: "general"}, &cfg.General)
 	}
-	return decodeFile(f)
-}
-
-// ParseConfig decodes kafka.conf text (for tests and check-config).
-func ParseConfig(name string, data []byte) (*Config, error) {
-	f, err := conf.Parse(name, data)
-	if err != nil {
-		return nil, err
-	}
-	return decodeFile(f)
-}
-
-func decodeFile(f *conf.File) (*Config, error) {
-	cfg := &Config{Path: f.Path, Connections: map[string]*Connection{}}
+	cfg.Path = f.Path
 	var errs conf.Errors
 	var other []error
 	add := func(err error) {
@@ -192,10 +176,10 @@ func decodeFile(f *conf.File) (*Config, error) {
 		cfg.Order = append(cfg.Order, c.Name)
 	}
 	if len(other) > 0 {
-		return nil, errors.Join(append(other, errs.Err())...)
+		return errors.Join(append(other, errs.Err())...)
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return errs
 	}
 	// Every connection using the embedded broker uses the one fixed port.
 	for _, c := range cfg.Connections {
@@ -203,7 +187,7 @@ func decodeFile(f *conf.File) (*Config, error) {
 			c.EmbeddedPort = embeddedPort
 		}
 	}
-	return cfg, nil
+	return nil
 }
 
 // EmbeddedPort returns the port the embedded broker must use (0 = any) and

@@ -3,10 +3,25 @@ package reskafka
 import (
 	"strings"
 	"testing"
+
+	"github.com/switchboard-dp/switchboard/conf"
 )
 
+// parseConfig decodes kafka.conf text as the host does.
+func parseConfig(name string, data []byte) (*Config, error) {
+	f, err := conf.Parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	cfg := new(Config)
+	if err := conf.DecodeFile(f, cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := ParseConfig("kafka.conf", []byte("[general]\n[main]\n"))
+	cfg, err := parseConfig("kafka.conf", []byte("[general]\n[main]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,7 +33,7 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestConfigEmbeddedAndTemplates(t *testing.T) {
-	cfg, err := ParseConfig("kafka.conf", []byte(`
+	cfg, err := parseConfig("kafka.conf", []byte(`
 [base](!)
 brokers = embedded:19092
 linger_ms = 20
@@ -57,7 +72,7 @@ func TestConfigErrorsHaveFileLine(t *testing.T) {
 		{"[main]\ncompression_codec = gzip\ncompression_level = 12\n", "kafka.conf:3"},
 	}
 	for _, tc := range cases {
-		_, err := ParseConfig("kafka.conf", []byte(tc.text))
+		_, err := parseConfig("kafka.conf", []byte(tc.text))
 		if err == nil {
 			t.Errorf("%q: no error", tc.text)
 			continue
@@ -69,7 +84,7 @@ func TestConfigErrorsHaveFileLine(t *testing.T) {
 }
 
 func TestConfigSecretsMasked(t *testing.T) {
-	cfg, err := ParseConfig("kafka.conf", []byte("[main]\nsecurity_protocol = sasl_ssl\nsasl_mechanisms = SCRAM-SHA-512\nsasl_username = u\nsasl_password = hunter2-secret\n"))
+	cfg, err := parseConfig("kafka.conf", []byte("[main]\nsecurity_protocol = sasl_ssl\nsasl_mechanisms = SCRAM-SHA-512\nsasl_username = u\nsasl_password = hunter2-secret\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,12 +10,13 @@ import (
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 )
 
-// A module borrows res_kafka in Start and produces through a named
-// connection. Produce never blocks on the network; the delivery callback
-// runs on res_kafka's poll goroutine and must stay cheap.
+// A module that lists reskafka.Name in its Requires gets res_kafka in Start
+// and produces through a named connection. Produce never blocks on the
+// network; the delivery callback runs on res_kafka's poll goroutine and must
+// stay cheap.
 func ExampleProducer_Produce() {
 	start := func(ctx *core.Context) error {
-		kafka, err := core.Borrow[*reskafka.Module](ctx, "res_kafka")
+		kafka, err := core.Dep[*reskafka.Module](ctx, reskafka.Name)
 		if err != nil {
 			return err
 		}
@@ -61,7 +62,7 @@ func ExampleProducer_ProduceOpaque() {
 // handler pauses its partitions instead of stalling anything else. With
 // ManualCommit the handler commits what it has made durable.
 func ExampleModule_Subscribe() {
-	var kafka *reskafka.Module // from core.Borrow
+	var kafka *reskafka.Module // from core.Dep
 	if kafka == nil {
 		return
 	}

@@ -89,22 +89,21 @@ func init() {
 // Info returns res_kafka's registration record.
 func Info() core.ModuleInfo {
 	return core.ModuleInfo{
-		Name:        "res_kafka",
+		Name:        Name,
 		Description: "Kafka connections: shared producers, consumers and admin for other modules",
 		Priority:    core.PriorityResource,
 		Support:     core.SupportCore,
+		Configs:     []core.ConfigFile{{Name: ConfigFile, New: func() any { return new(Config) }}},
 		New:         func() core.Module { return new(Module) },
 	}
 }
 
-// Module is the running res_kafka. Other modules get it with
-// core.Borrow[*reskafka.Module](ctx, "res_kafka").
+// Module is the running res_kafka. A module that lists reskafka.Name in its
+// Requires gets it with core.Dep[*reskafka.Module](ctx, reskafka.Name).
 type Module struct {
 	logger *slog.Logger
 	lim    *lograte.Limiter
 	ctx    context.Context
-
-	pending *Config // configured, not yet started
 
 	mu      sync.RWMutex
 	cfg     *Config
@@ -129,28 +128,12 @@ type Module struct {
 }
 
 var (
-	_ core.Configurer = (*Module)(nil)
-	_ core.Starter    = (*Module)(nil)
-	_ core.Stopper    = (*Module)(nil)
-	_ core.Reloader   = (*Module)(nil)
-	_ core.Commander  = (*Module)(nil)
+	_ core.Starter       = (*Module)(nil)
+	_ core.Stopper       = (*Module)(nil)
+	_ core.Reloader      = (*Module)(nil)
+	_ core.Commander     = (*Module)(nil)
+	_ core.StopTimeouter = (*Module)(nil)
 )
-
-// Info implements core.Module.
-func (m *Module) Info() core.ModuleInfo { return Info() }
-
-// Configure reads and validates kafka.conf.
-func (m *Module) Configure(ctx *core.Context) error {
-	cfg, err := LoadConfig(ctx.ConfigPath(ConfigFile))
-	if err != nil {
-		return err
-	}
-	if !cfg.General.Enabled {
-		return core.Decline("%s: [general] enabled = no", ConfigFile)
-	}
-	m.pending = cfg
-	return nil
-}
 
 // Start starts the embedded broker if a connection names it and the poll
 // goroutine. No client is created yet and nothing waits for a broker.
@@ -158,15 +141,12 @@ func (m *Module) Start(ctx *core.Context) error {
 	m.logger = ctx.Logger
 	m.lim = lograte.New(m.logger, 10*time.Second)
 	m.ctx = context.WithoutCancel(ctx)
-	cfg := m.pending
-	if cfg == nil {
-		if err := m.Configure(ctx); err != nil {
-			return err
-		}
-		cfg = m.pending
+	cfg := core.Config[*Config](ctx)
+	if !cfg.General.Enabled {
+		return core.Decline("%s: [general] enabled = no", ConfigFile)
 	}
 	if cfg.Missing {
-		m.logger.Warn("no kafka.conf; running with no connections", "path", cfg.Path)
+		m.logger.Warn("no kafka.conf; running with no connections", "path", ctx.ConfigPath(ConfigFile))
 	}
 	if err := m.ensureEmbedded(cfg); err != nil {
 		return err
@@ -289,16 +269,24 @@ func (m *Module) Stop(ctx context.Context) error {
 	return nil
 }
 
+// StopTimeout implements core.StopTimeouter: the producers' shutdown flush
+// (shutdown_flush_timeout_ms) and a second to close the clients.
+func (m *Module) StopTimeout() time.Duration {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.cfg == nil {
+		return 0
+	}
+	return time.Duration(m.cfg.General.ShutdownFlushTimeoutMs)*time.Millisecond + time.Second
+}
+
 // Undelivered returns how many messages the last Stop could not deliver.
 func (m *Module) Undelivered() int64 { return m.lastUndelivered.Load() }
 
-// Reload re-reads kafka.conf. An invalid file keeps the running
-// configuration and returns why.
+// Reload switches to the new kafka.conf (the host keeps the running
+// configuration when the file is invalid).
 func (m *Module) Reload(ctx *core.Context) error {
-	cfg, err := LoadConfig(ctx.ConfigPath(ConfigFile))
-	if err != nil {
-		return err
-	}
+	cfg := core.Config[*Config](ctx)
 	if !cfg.General.Enabled {
 		return fmt.Errorf("%s: [general] enabled = no; unload the module instead (configuration kept)", ConfigFile)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/internal/blocklist"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // cpuTime returns the process's user+system CPU time. The benchmarks report
@@ -73,12 +74,12 @@ type goMapPolicy struct {
 	bytes         int
 }
 
-func (p *goMapPolicy) decide(buf []byte, q []byte) (Action, string, uint32) {
+func (p *goMapPolicy) decide(buf []byte, q []byte) (decision.Action, string, uint32) {
 	if n := len(q); n > 0 && q[n-1] == '.' {
 		q = q[:n-1]
 	}
 	if len(q) == 0 || len(q) > MaxNameLen {
-		return ActionAllow, "", 0
+		return decision.Allow, "", 0
 	}
 	buf = buf[:0]
 	for _, c := range q {
@@ -106,13 +107,13 @@ func (p *goMapPolicy) decide(buf []byte, q []byte) (Action, string, uint32) {
 	}
 	switch {
 	case mal != "" && (white == "" || !p.whitelistWins):
-		return ActionSinkhole, TableMalicious, mc
+		return decision.Sinkhole, TableMalicious, mc
 	case white != "":
-		return ActionAllow, TableWhitelist, wc
+		return decision.Allow, TableWhitelist, wc
 	case black != "":
-		return ActionBlock, TableBlacklist, bc
+		return decision.Block, TableBlacklist, bc
 	}
-	return ActionAllow, "", 0
+	return decision.Allow, "", 0
 }
 
 func heapInUse() uint64 {

@@ -3,6 +3,8 @@ package respolicy
 import (
 	"strings"
 	"testing"
+
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // lowerWord agrees with the lower table for every byte in every position.
@@ -75,7 +77,7 @@ func TestDecisionCache(t *testing.T) {
 		}
 	}
 	check(1)
-	if d := mt.Decide("g", []byte("www.e1.gen.test")); d.Action != ActionAllow || d.Category != 1 {
+	if d := mt.Decide("g", []byte("www.e1.gen.test")); d.Action != decision.Allow || d.Category != 1 {
 		t.Fatalf("stale decision after swap: %+v", d)
 	}
 }

@@ -363,11 +363,11 @@ func (m *Module) cliLoad(_ context.Context, w io.Writer, args []string) error {
 }
 
 // countTable prints one row per source and one column per counter name.
-func countTable(w io.Writer, title string, srcs, names []string, counts map[string]map[string]uint64) error {
+func countTable[K comparable](w io.Writer, title string, srcs []string, names []K, counts map[string]map[K]uint64) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprint(tw, title)
 	for _, n := range names {
-		fmt.Fprintf(tw, "\t%s", n)
+		fmt.Fprintf(tw, "\t%v", n)
 	}
 	fmt.Fprintln(tw)
 	for _, src := range srcs {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -72,9 +74,9 @@ func TestConcurrentSwaps(t *testing.T) {
 			for i := 0; !stop.Load(); i++ {
 				q := []byte(fmt.Sprintf("x.e%d.gen.test", (i*7+w)%n))
 				d := mt.Decide("g", q)
-				want := ActionBlock
+				want := decision.Block
 				if d.Category%2 == 1 {
-					want = ActionAllow
+					want = decision.Allow
 				}
 				if d.Action != want || d.Category < last || d.Entry != string(q[2:]) {
 					errs <- fmt.Errorf("lookup %s: %+v after generation %d", q, d, last)
@@ -84,7 +86,7 @@ func TestConcurrentSwaps(t *testing.T) {
 				qs := [][]byte{q, []byte("a.m.gen.test"), []byte(fmt.Sprintf("only%d.gen.test", d.Category)), []byte("E1.GEN.TEST.")}
 				mt.DecideBurst(groups, qs, out)
 				c := out[0].Category
-				if c < last || out[1].Category != c || out[1].Action != ActionSinkhole || out[3].Category != c {
+				if c < last || out[1].Category != c || out[1].Action != decision.Sinkhole || out[3].Category != c {
 					errs <- fmt.Errorf("burst mixes generations: %+v", out)
 					return
 				}

@@ -4,6 +4,8 @@ import (
 	"unsafe"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 // Matcher decides query names for one worker goroutine. It owns that
@@ -318,7 +320,7 @@ func (mt *Matcher) decideBurstHash(s *Snapshot, groups []string, qnames [][]byte
 				d := bn.d
 				sl := &t.slots[j]
 				d.Category, d.Entry = sl.cat, t.arena[sl.off:sl.off+uint32(sl.ln())]
-				if d.Action == ActionSinkhole {
+				if d.Action == decision.Sinkhole {
 					d.Confidence = sl.conf()
 				}
 				out[i] = d
@@ -417,17 +419,17 @@ func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, 
 		var id int32
 		switch {
 		case bb.mal != 0 && (bb.white == 0 || !s.whitelistWins):
-			db, id, d.Action, d.Table = s.malHS, bb.mal-1, ActionSinkhole, TableMalicious
+			db, id, d.Action, d.Table = s.malHS, bb.mal-1, decision.Sinkhole, TableMalicious
 		case bb.white != 0:
-			db, id, d.Action, d.Table = g.hs, bb.white-1, ActionAllow, TableWhitelist
+			db, id, d.Action, d.Table = g.hs, bb.white-1, decision.Allow, TableWhitelist
 		case bb.black != 0:
-			db, id, d.Action, d.Table = g.hs, bb.black-1, ActionBlock, TableBlacklist
+			db, id, d.Action, d.Table = g.hs, bb.black-1, decision.Block, TableBlacklist
 		}
 		if db != nil {
 			j := int(db.ids[id])
 			sl := &db.src.slots[j]
 			d.Category, d.Entry = sl.cat, db.src.name(j)
-			if d.Action == ActionSinkhole {
+			if d.Action == decision.Sinkhole {
 				d.Confidence = sl.conf()
 			}
 		}

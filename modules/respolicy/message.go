@@ -5,19 +5,56 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
-// Message types of the policy feed.
+// MessageType is the type of a policy feed message: its "type" field.
+type MessageType uint8
+
+// Message types of the policy feed. The zero value is not a message type.
 const (
-	TypeBeginSync    = "BEGIN_SYNC"
-	TypeAddDomain    = "ADD_DOMAIN"
-	TypeRemoveDomain = "REMOVE_DOMAIN"
-	TypeSyncComplete = "SYNC_COMPLETE"
-	TypeAddMalicious = "ADD_MALICIOUS"
+	TypeBeginSync MessageType = iota + 1
+	TypeAddDomain
+	TypeRemoveDomain
+	TypeSyncComplete
+	TypeAddMalicious
 )
+
+// messageTypeNames are the wire names of the message types, which are also
+// the text of the CLI's columns and of the metrics' type labels.
+var messageTypeNames = [...]string{
+	TypeBeginSync:    "BEGIN_SYNC",
+	TypeAddDomain:    "ADD_DOMAIN",
+	TypeRemoveDomain: "REMOVE_DOMAIN",
+	TypeSyncComplete: "SYNC_COMPLETE",
+	TypeAddMalicious: "ADD_MALICIOUS",
+}
 
 // MessageTypes lists the message types, in the order the CLI shows them.
-var MessageTypes = []string{TypeBeginSync, TypeAddDomain, TypeRemoveDomain, TypeSyncComplete, TypeAddMalicious}
+var MessageTypes = []MessageType{TypeBeginSync, TypeAddDomain, TypeRemoveDomain, TypeSyncComplete, TypeAddMalicious}
+
+// Valid reports whether t is one of the message types.
+func (t MessageType) Valid() bool { return t >= TypeBeginSync && t <= TypeAddMalicious }
+
+// String returns the wire name of t ("BEGIN_SYNC", ...), or
+// "MessageType(N)" for a value that is not a message type.
+func (t MessageType) String() string {
+	if t.Valid() {
+		return messageTypeNames[t]
+	}
+	return "MessageType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// ParseMessageType returns the message type whose wire name is s (exactly:
+// upper case). Any other s is a *RejectError with reason ReasonUnknownType.
+func ParseMessageType(s string) (MessageType, error) {
+	for _, t := range MessageTypes {
+		if messageTypeNames[t] == s {
+			return t, nil
+		}
+	}
+	return 0, reject(ReasonUnknownType, "type %q", truncate(s))
+}
 
 // Reasons a message is rejected (label values of the rejected counters).
 const (
@@ -58,7 +95,7 @@ func reject(reason, format string, a ...any) *RejectError {
 // Message is one parsed, validated message of the policy feed.
 type Message struct {
 	// Type is one of the Type constants.
-	Type string
+	Type MessageType
 	// Group is group_id (empty for ADD_MALICIOUS).
 	Group string
 	// Domain is the normalised domain (ADD_DOMAIN, REMOVE_DOMAIN, ADD_MALICIOUS).
@@ -106,7 +143,11 @@ func ParseMessage(data []byte) (Message, error) {
 	if w.Type == nil {
 		return Message{}, reject(ReasonMissingField, "no type")
 	}
-	m := Message{Type: *w.Type}
+	typ, err := ParseMessageType(*w.Type)
+	if err != nil {
+		return Message{}, err
+	}
+	m := Message{Type: typ}
 	needGroup, needDomain := false, false
 	switch m.Type {
 	case TypeBeginSync, TypeSyncComplete:
@@ -116,8 +157,6 @@ func ParseMessage(data []byte) (Message, error) {
 	case TypeAddMalicious:
 		needDomain = true
 		m.List = ListMalicious
-	default:
-		return Message{}, reject(ReasonUnknownType, "type %q", truncate(m.Type))
 	}
 	if needGroup {
 		if w.GroupID == nil {
@@ -200,7 +239,7 @@ func (m Message) MarshalJSON() ([]byte, error) {
 		Category   *uint32 `json:"category,omitempty"`
 		Confidence *uint8  `json:"confidence,omitempty"`
 	}
-	o := out{Type: m.Type, GroupID: m.Group, Domain: m.Domain}
+	o := out{Type: m.Type.String(), GroupID: m.Group, Domain: m.Domain}
 	switch m.Type {
 	case TypeAddDomain:
 		o.Action = m.List.String()

@@ -61,7 +61,7 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 	c := s.Counters()
 	for src, byType := range c.Messages {
 		for t, n := range byType {
-			counter(descMessages, float64(n), src, t)
+			counter(descMessages, float64(n), src, t.String())
 		}
 	}
 	for src, byReason := range c.Rejected {

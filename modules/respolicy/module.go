@@ -2,9 +2,7 @@ package respolicy
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"strconv"
@@ -30,6 +28,7 @@ func Info() core.ModuleInfo {
 		Description: "Per-group DNS policy tables, malicious table and matcher (hash tier + Hyperscan)",
 		Priority:    core.PriorityResource,
 		Support:     core.SupportCore,
+		Configs:     []core.ConfigFile{{Name: ConfigFile, New: func() any { return new(Config) }}},
 		New:         func() core.Module { return new(Module) },
 	}
 }
@@ -48,7 +47,9 @@ type General struct {
 
 // Config is the decoded res_policy.conf.
 type Config struct {
-	General General
+	General General `section:"general"`
+	// GroupsSection is [groups] as written; Validate turns it into Groups.
+	GroupsSection *conf.Section `section:"groups"`
 	// Groups maps group names to numeric ids ([groups]).
 	Groups map[string]uint32
 }
@@ -60,18 +61,12 @@ func (c *Config) storeConfig() StoreConfig {
 		BurstEngine: c.General.BurstEngine}
 }
 
-// DecodeConfig decodes a parsed res_policy.conf (f may be nil: defaults).
-func DecodeConfig(f *conf.File) (*Config, error) {
-	cfg := &Config{Groups: map[string]uint32{}}
+// Validate reads [groups] (name => id, each id once, 1 to 2147483647) into
+// Groups and checks default_group.
+func (c *Config) Validate(f *conf.File) error {
 	var errs conf.Errors
-	gen := f.Section("general")
-	if gen == nil {
-		gen = &conf.Section{Name: "general"}
-	}
-	if err := conf.Decode(gen, &cfg.General); err != nil {
-		return nil, err
-	}
-	if s := f.Section("groups"); s != nil {
+	c.Groups = map[string]uint32{}
+	if s := c.GroupsSection; s != nil {
 		byID := map[uint32]string{}
 		for _, k := range s.Keys {
 			id, err := strconv.ParseUint(k.Value, 10, 32)
@@ -83,37 +78,28 @@ func DecodeConfig(f *conf.File) (*Config, error) {
 			case byID[uint32(id)] != "" && byID[uint32(id)] != k.Name:
 				errs.Add(s, k, "group id %d is already used by %s", id, byID[uint32(id)])
 			default:
-				if _, dup := cfg.Groups[k.Name]; dup {
+				if _, dup := c.Groups[k.Name]; dup {
 					errs.Add(s, k, "group %s listed twice", k.Name)
 					continue
 				}
-				cfg.Groups[k.Name] = uint32(id)
+				c.Groups[k.Name] = uint32(id)
 				byID[uint32(id)] = k.Name
 			}
 		}
 	}
-	for _, name := range f.Names() {
-		if name != "general" && name != "groups" {
-			s := f.Section(name)
-			errs.Addf(s.File, s.Line, name, "", "unknown section [%s] (want [general] or [groups])", name)
+	if g := c.General.DefaultGroup; g != "" {
+		if err := validGroup(g); err != nil {
+			errs.At(f, "general", "default_group", "%v", err)
 		}
 	}
-	if cfg.General.DefaultGroup != "" {
-		if err := validGroup(cfg.General.DefaultGroup); err != nil {
-			k := gen.Key("default_group")
-			errs.Add(gen, k, "%v", err)
-		}
-	}
-	if err := errs.Err(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return errs.Err()
 }
 
 // Module is res_policy: the policy store, the matcher, the file loader and
-// the "policy" CLI. Other modules borrow it:
+// the "policy" CLI. A module that lists respolicy.Name in its Requires gets
+// it with:
 //
-//	pol, err := core.Borrow[*respolicy.Module](ctx, "res_policy")
+//	pol, err := core.Dep[*respolicy.Module](ctx, respolicy.Name)
 type Module struct {
 	mu       sync.Mutex
 	cfg      *Config
@@ -134,40 +120,14 @@ var (
 	_ core.Commander  = (*Module)(nil)
 )
 
-// Info implements core.Module.
-func (m *Module) Info() core.ModuleInfo { return Info() }
-
-func (m *Module) loadConfig(ctx *core.Context) (*Config, error) {
-	f, err := ctx.LoadConfig(ConfigFile)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			ctx.Logger.Info("no " + ConfigFile + ": running on defaults (malicious wins, no default group, Hyperscan on)")
-			return DecodeConfig(nil)
-		}
-		return nil, err
-	}
-	cfg, err := DecodeConfig(f)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.General.SeedFile != "" {
-		p := ctx.ConfigPath(cfg.General.SeedFile)
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("%s: seed_file: %w", ConfigFile, err)
-		}
-	}
-	return cfg, nil
-}
-
-// Configure implements core.Configurer.
+// Configure implements core.Configurer: the seed file must exist.
 func (m *Module) Configure(ctx *core.Context) error {
-	cfg, err := m.loadConfig(ctx)
-	if err != nil {
-		return err
+	cfg := core.Config[*Config](ctx)
+	if cfg.General.SeedFile != "" {
+		if _, err := os.Stat(ctx.ConfigPath(cfg.General.SeedFile)); err != nil {
+			return fmt.Errorf("%s: [general] seed_file: %w", ConfigFile, err)
+		}
 	}
-	m.mu.Lock()
-	m.cfg = cfg
-	m.mu.Unlock()
 	return nil
 }
 
@@ -175,12 +135,9 @@ func (m *Module) Configure(ctx *core.Context) error {
 // configured groups, loads the seed file, and starts the background
 // Hyperscan compiler.
 func (m *Module) Start(ctx *core.Context) error {
+	cfg := core.Config[*Config](ctx)
 	m.mu.Lock()
-	cfg := m.cfg
-	if cfg == nil {
-		cfg, _ = DecodeConfig(nil)
-		m.cfg = cfg
-	}
+	m.cfg = cfg
 	m.logger = ctx.Logger
 	m.lim = lograte.New(ctx.Logger, 10*time.Second)
 	m.store = NewStore(cfg.storeConfig())
@@ -212,10 +169,10 @@ func (m *Module) Stop(context.Context) error {
 // burst engine change at once (tables are kept); an invalid file keeps the
 // old configuration.
 func (m *Module) Reload(ctx *core.Context) error {
-	cfg, err := m.loadConfig(ctx)
-	if err != nil {
+	if err := m.Configure(ctx); err != nil {
 		return err
 	}
+	cfg := core.Config[*Config](ctx)
 	m.mu.Lock()
 	m.cfg = cfg
 	s := m.store

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 const seedFile = `# seed demo
@@ -94,7 +96,8 @@ enterprise_a => 1001
 		t.Errorf("show malicious:\n%s", out)
 	}
 	out = run(t, h, "policy show sync")
-	if !strings.Contains(out, "malformed_json") || !strings.Contains(out, "seed") {
+	if !strings.Contains(out, "malformed_json") || !strings.Contains(out, "seed") ||
+		!strings.Contains(out, "SOURCE  BEGIN_SYNC  ADD_DOMAIN  REMOVE_DOMAIN  SYNC_COMPLETE  ADD_MALICIOUS\n") {
 		t.Errorf("show sync:\n%s", out)
 	}
 	if c := m.Store().Counters(); c.Rejected["seed"][ReasonMalformedJSON] != 1 || c.Messages["seed"][TypeAddDomain] != 3 {
@@ -136,8 +139,25 @@ enterprise_a => 1001
 		t.Fatal(err)
 	}
 	names := map[string]bool{}
+	seedTypes := map[string]float64{}
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
+		if mf.GetName() != "switchboard_policy_messages_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			lbl := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				lbl[l.GetName()] = l.GetValue()
+			}
+			if lbl["source"] == "seed" {
+				seedTypes[lbl["type"]] = mt.GetCounter().GetValue()
+			}
+		}
+	}
+	// The type label is the wire name.
+	if want := map[string]float64{"BEGIN_SYNC": 1, "ADD_DOMAIN": 3, "REMOVE_DOMAIN": 1, "SYNC_COMPLETE": 1, "ADD_MALICIOUS": 1}; fmt.Sprint(seedTypes) != fmt.Sprint(want) {
+		t.Errorf("switchboard_policy_messages_total{source=seed} by type: %v, want %v", seedTypes, want)
 	}
 	for _, want := range []string{"switchboard_policy_generation", "switchboard_policy_entries", "switchboard_policy_rejected_total", "switchboard_policy_messages_total"} {
 		if !names[want] {
@@ -150,7 +170,7 @@ enterprise_a => 1001
 	}
 	mt := m.NewMatcher()
 	defer mt.Close()
-	if d := mt.Decide("stranger", []byte("c2.evil.net")); d.Action != ActionSinkhole || d.Group != 0 {
+	if d := mt.Decide("stranger", []byte("c2.evil.net")); d.Action != decision.Sinkhole || d.Group != 0 {
 		t.Errorf("stranger: %+v", d)
 	}
 	// Reload: new ids and precedence apply at once, tables stay; an invalid

@@ -1,37 +1,15 @@
 package respolicy
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
-
-// Action is what the data plane does with a query.
-type Action uint8
-
-// Actions.
-const (
-	ActionAllow Action = iota
-	ActionBlock
-	ActionSinkhole
-)
-
-// String returns "allow", "block" or "sinkhole".
-func (a Action) String() string {
-	switch a {
-	case ActionAllow:
-		return "allow"
-	case ActionBlock:
-		return "block"
-	case ActionSinkhole:
-		return "sinkhole"
-	}
-	return fmt.Sprintf("action(%d)", uint8(a))
-}
 
 // Decision is the policy's answer for one query name.
 type Decision struct {
-	// Action is allow, block or sinkhole.
-	Action Action
+	// Action is decision.Allow, decision.Block or decision.Sinkhole.
+	Action decision.Action
 	// Group is the numeric id of the group whose tables were consulted (0
 	// when the group is unknown and no default group applies).
 	Group uint32
@@ -384,13 +362,13 @@ func (s *Snapshot) resolveFast(g *GroupPolicy, q []byte, ps []probe, d Decision)
 	}
 	switch {
 	case mal.t != nil && (white.t == nil || !s.whitelistWins):
-		d.Action, d.Table = ActionSinkhole, TableMalicious
+		d.Action, d.Table = decision.Sinkhole, TableMalicious
 		return mal, d, ms
 	case white.t != nil:
-		d.Action, d.Table = ActionAllow, TableWhitelist
+		d.Action, d.Table = decision.Allow, TableWhitelist
 		return white, d, ws
 	case black.t != nil:
-		d.Action, d.Table = ActionBlock, TableBlacklist
+		d.Action, d.Table = decision.Block, TableBlacklist
 		return black, d, bs
 	}
 	return hit{}, d, 0
@@ -454,18 +432,18 @@ func (s *Snapshot) pick(d Decision, white, black, mal hit) Decision {
 	var pick hit
 	switch {
 	case mal.t != nil && (white.t == nil || !s.whitelistWins):
-		pick, d.Action, d.Table = mal, ActionSinkhole, TableMalicious
+		pick, d.Action, d.Table = mal, decision.Sinkhole, TableMalicious
 	case white.t != nil:
-		pick, d.Action, d.Table = white, ActionAllow, TableWhitelist
+		pick, d.Action, d.Table = white, decision.Allow, TableWhitelist
 	case black.t != nil:
-		pick, d.Action, d.Table = black, ActionBlock, TableBlacklist
+		pick, d.Action, d.Table = black, decision.Block, TableBlacklist
 	default:
 		return d
 	}
 	sl := &pick.t.slots[pick.i]
 	d.Category = sl.cat
 	d.Entry = pick.t.arena[sl.off : sl.off+uint32(sl.ln())]
-	if d.Action == ActionSinkhole {
+	if d.Action == decision.Sinkhole {
 		d.Confidence = sl.conf()
 	}
 	return d

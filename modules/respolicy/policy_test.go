@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
 func mustParse(t testing.TB, line string) Message {
@@ -26,7 +28,7 @@ func apply(t testing.TB, s *Store, lines ...string) {
 	}
 }
 
-func expect(t testing.TB, s *Store, group, name string, act Action, table, entry string) Decision {
+func expect(t testing.TB, s *Store, group, name string, act decision.Action, table, entry string) Decision {
 	t.Helper()
 	d := s.Snapshot().Decide(group, []byte(name))
 	if d.Action != act || d.Table != table || d.Entry != entry {
@@ -48,22 +50,22 @@ func TestSeedDemo(t *testing.T) {
 		`{"type":"ADD_DOMAIN","group_id":"enterprise_a","domain":"twitter.com","action":"blacklist","category":4}`,
 		`{"type":"ADD_DOMAIN","group_id":"enterprise_a","domain":"github.com","action":"whitelist","category":8}`,
 	)
-	expect(t, s, "enterprise_a", "google.com", ActionAllow, "", "")
-	expect(t, s, "enterprise_a", "facebook.com", ActionAllow, "", "")
+	expect(t, s, "enterprise_a", "google.com", decision.Allow, "", "")
+	expect(t, s, "enterprise_a", "facebook.com", decision.Allow, "", "")
 	apply(t, s, `{"type":"SYNC_COMPLETE","group_id":"enterprise_a"}`)
-	d := expect(t, s, "enterprise_a", "google.com", ActionAllow, TableWhitelist, "google.com")
+	d := expect(t, s, "enterprise_a", "google.com", decision.Allow, TableWhitelist, "google.com")
 	if MatchWord(d) != "WHITELIST" || d.Category != 1 || d.Group != 1001 {
 		t.Errorf("google.com: %+v", d)
 	}
-	d = expect(t, s, "enterprise_a", "www.facebook.com", ActionBlock, TableBlacklist, "facebook.com")
+	d = expect(t, s, "enterprise_a", "www.facebook.com", decision.Block, TableBlacklist, "facebook.com")
 	if MatchWord(d) != "BLACKLIST" || d.Category != 2 {
 		t.Errorf("facebook: %+v", d)
 	}
-	d = expect(t, s, "enterprise_a", "youtube.com", ActionAllow, "", "")
+	d = expect(t, s, "enterprise_a", "youtube.com", decision.Allow, "", "")
 	if MatchWord(d) != "NOT FOUND" {
 		t.Errorf("youtube: %+v", d)
 	}
-	expect(t, s, "enterprise_a", "api.twitter.com", ActionBlock, TableBlacklist, "twitter.com")
+	expect(t, s, "enterprise_a", "api.twitter.com", decision.Block, TableBlacklist, "twitter.com")
 	g, _ := s.Snapshot().Group("enterprise_a")
 	if g.Whitelist != 2 || g.Blacklist != 2 || g.Syncs != 1 {
 		t.Errorf("group sizes %+v", g)
@@ -79,29 +81,29 @@ func TestLabelBoundaryCaseTrailingDot(t *testing.T) {
 		`{"type":"ADD_DOMAIN","group_id":"g","domain":"*.wild.org","action":"blacklist","category":3}`,
 		`{"type":"SYNC_COMPLETE","group_id":"g"}`,
 	)
-	expect(t, s, "g", "evil.com", ActionBlock, TableBlacklist, "evil.com")
-	expect(t, s, "g", "EVIL.com.", ActionBlock, TableBlacklist, "evil.com")
-	expect(t, s, "g", "a.b.evil.com", ActionBlock, TableBlacklist, "evil.com")
-	expect(t, s, "g", "notevil.com", ActionAllow, "", "")
-	expect(t, s, "g", "evil.com.au", ActionAllow, "", "")
-	expect(t, s, "g", "com", ActionAllow, "", "")
-	expect(t, s, "g", "", ActionAllow, "", "")
-	expect(t, s, "g", ".", ActionAllow, "", "")
-	expect(t, s, "g", "a..evil.com", ActionBlock, TableBlacklist, "evil.com")
+	expect(t, s, "g", "evil.com", decision.Block, TableBlacklist, "evil.com")
+	expect(t, s, "g", "EVIL.com.", decision.Block, TableBlacklist, "evil.com")
+	expect(t, s, "g", "a.b.evil.com", decision.Block, TableBlacklist, "evil.com")
+	expect(t, s, "g", "notevil.com", decision.Allow, "", "")
+	expect(t, s, "g", "evil.com.au", decision.Allow, "", "")
+	expect(t, s, "g", "com", decision.Allow, "", "")
+	expect(t, s, "g", "", decision.Allow, "", "")
+	expect(t, s, "g", ".", decision.Allow, "", "")
+	expect(t, s, "g", "a..evil.com", decision.Block, TableBlacklist, "evil.com")
 	// Most specific within the table wins.
-	d := expect(t, s, "g", "X.Good.Evil.Com", ActionBlock, TableBlacklist, "good.evil.com")
+	d := expect(t, s, "g", "X.Good.Evil.Com", decision.Block, TableBlacklist, "good.evil.com")
 	if d.Category != 2 {
 		t.Errorf("category %d", d.Category)
 	}
-	expect(t, s, "g", "wild.org", ActionBlock, TableBlacklist, "wild.org")
-	expect(t, s, "g", "a.wild.org", ActionBlock, TableBlacklist, "wild.org")
-	expect(t, s, "g", strings.Repeat("a.", 130)+"evil.com", ActionAllow, "", "") // longer than 253
+	expect(t, s, "g", "wild.org", decision.Block, TableBlacklist, "wild.org")
+	expect(t, s, "g", "a.wild.org", decision.Block, TableBlacklist, "wild.org")
+	expect(t, s, "g", strings.Repeat("a.", 130)+"evil.com", decision.Allow, "", "") // longer than 253
 	// Deep entries: more suffixes than decide keeps on the stack.
 	deep := strings.Repeat("d.", 30) + "deep.org"
 	apply(t, s, fmt.Sprintf(`{"type":"ADD_DOMAIN","group_id":"g","domain":%q,"action":"whitelist","category":7}`, deep))
-	expect(t, s, "g", "x.y."+deep, ActionAllow, TableWhitelist, deep)
-	expect(t, s, "g", "x.y.d."+deep[4:], ActionAllow, "", "")
-	expect(t, s, "g", "x.y."+strings.Repeat("d.", 40)+"evil.com", ActionBlock, TableBlacklist, "evil.com")
+	expect(t, s, "g", "x.y."+deep, decision.Allow, TableWhitelist, deep)
+	expect(t, s, "g", "x.y.d."+deep[4:], decision.Allow, "", "")
+	expect(t, s, "g", "x.y."+strings.Repeat("d.", 40)+"evil.com", decision.Block, TableBlacklist, "evil.com")
 }
 
 func TestPrecedence(t *testing.T) {
@@ -117,23 +119,23 @@ func TestPrecedence(t *testing.T) {
 			`{"type":"ADD_MALICIOUS","domain":"bad.net","category":4,"confidence":50}`,
 		)
 		// Whitelist beats blacklist whatever the specificity.
-		expect(t, s, "g", "x.ads.corp.com", ActionAllow, TableWhitelist, "corp.com")
+		expect(t, s, "g", "x.ads.corp.com", decision.Allow, TableWhitelist, "corp.com")
 		// Malicious beats blacklist.
-		d := expect(t, s, "g", "bad.net", ActionSinkhole, TableMalicious, "bad.net")
+		d := expect(t, s, "g", "bad.net", decision.Sinkhole, TableMalicious, "bad.net")
 		if d.Confidence != 50 || d.Category != 4 {
 			t.Errorf("bad.net %+v", d)
 		}
 		if wl {
-			expect(t, s, "g", "c2.corp.com", ActionAllow, TableWhitelist, "corp.com")
+			expect(t, s, "g", "c2.corp.com", decision.Allow, TableWhitelist, "corp.com")
 		} else {
-			expect(t, s, "g", "c2.corp.com", ActionSinkhole, TableMalicious, "c2.corp.com")
+			expect(t, s, "g", "c2.corp.com", decision.Sinkhole, TableMalicious, "c2.corp.com")
 		}
 		// Unknown group: only the malicious table, group 0.
-		d = expect(t, s, "nosuch", "c2.corp.com", ActionSinkhole, TableMalicious, "c2.corp.com")
+		d = expect(t, s, "nosuch", "c2.corp.com", decision.Sinkhole, TableMalicious, "c2.corp.com")
 		if d.Group != 0 {
 			t.Errorf("unknown group id %d", d.Group)
 		}
-		expect(t, s, "nosuch", "ads.corp.com", ActionAllow, "", "")
+		expect(t, s, "nosuch", "ads.corp.com", decision.Allow, "", "")
 	}
 }
 
@@ -143,7 +145,7 @@ func TestDefaultGroup(t *testing.T) {
 		`{"type":"BEGIN_SYNC","group_id":"default"}`,
 		`{"type":"ADD_DOMAIN","group_id":"default","domain":"porn.example","action":"blacklist","category":16}`,
 		`{"type":"SYNC_COMPLETE","group_id":"default"}`)
-	d := expect(t, s, "whoever", "www.porn.example", ActionBlock, TableBlacklist, "porn.example")
+	d := expect(t, s, "whoever", "www.porn.example", decision.Block, TableBlacklist, "porn.example")
 	if d.Group != 7 {
 		t.Errorf("group %d", d.Group)
 	}
@@ -208,11 +210,11 @@ func TestActiveChangesAndFold(t *testing.T) {
 		`{"type":"SYNC_COMPLETE","group_id":"g"}`,
 		`{"type":"ADD_DOMAIN","group_id":"g","domain":"new.com","action":"whitelist","category":2}`,
 	)
-	expect(t, s, "g", "x.new.com", ActionAllow, TableWhitelist, "new.com")
+	expect(t, s, "g", "x.new.com", decision.Allow, TableWhitelist, "new.com")
 	apply(t, s, `{"type":"REMOVE_DOMAIN","group_id":"g","domain":"base.com"}`)
-	expect(t, s, "g", "base.com", ActionAllow, "", "")
+	expect(t, s, "g", "base.com", decision.Allow, "", "")
 	apply(t, s, `{"type":"ADD_DOMAIN","group_id":"g","domain":"base.com","action":"blacklist","category":5}`)
-	d := expect(t, s, "g", "base.com", ActionBlock, TableBlacklist, "base.com")
+	d := expect(t, s, "g", "base.com", decision.Block, TableBlacklist, "base.com")
 	if d.Category != 5 {
 		t.Errorf("category %d", d.Category)
 	}
@@ -222,11 +224,11 @@ func TestActiveChangesAndFold(t *testing.T) {
 		`{"type":"ADD_DOMAIN","group_id":"g","domain":"keep.com","action":"blacklist"}`,
 		`{"type":"ADD_DOMAIN","group_id":"g","domain":"new.com","action":"whitelist"}`,
 		`{"type":"REMOVE_DOMAIN","group_id":"g","domain":"new.com"}`)
-	expect(t, s, "g", "new.com", ActionAllow, "", "")
+	expect(t, s, "g", "new.com", decision.Allow, "", "")
 	apply(t, s, `{"type":"SYNC_COMPLETE","group_id":"g"}`)
-	expect(t, s, "g", "new.com", ActionAllow, "", "")
-	expect(t, s, "g", "keep.com", ActionBlock, TableBlacklist, "keep.com")
-	expect(t, s, "g", "base.com", ActionAllow, "", "") // not in the new sync
+	expect(t, s, "g", "new.com", decision.Allow, "", "")
+	expect(t, s, "g", "keep.com", decision.Block, TableBlacklist, "keep.com")
+	expect(t, s, "g", "base.com", decision.Allow, "", "") // not in the new sync
 
 	// Many single changes: the malicious delta folds, lookups stay right.
 	want := map[string]bool{}
@@ -248,14 +250,14 @@ func TestActiveChangesAndFold(t *testing.T) {
 		t.Errorf("malicious size %d, want %d", snap.MaliciousSize(), len(want))
 	}
 	for d := range want {
-		if snap.Decide("g", []byte("x."+d)).Action != ActionSinkhole {
+		if snap.Decide("g", []byte("x."+d)).Action != decision.Sinkhole {
 			t.Fatalf("%s not sinkholed", d)
 		}
 	}
 	for i := 0; i < 5000; i += 7 {
 		d := fmt.Sprintf("g%d.grp", i)
 		got := snap.Decide("g", []byte(d)).Action
-		if (i%2 == 0) != (got == ActionAllow) {
+		if (i%2 == 0) != (got == decision.Allow) {
 			t.Fatalf("%s: %s", d, got)
 		}
 	}
@@ -325,13 +327,13 @@ func TestHashAgainstReference(t *testing.T) {
 		switch {
 		case mal != "":
 			e, _ := snap.malicious.get(mal)
-			d.Action, d.Table, d.Entry, d.Category, d.Confidence = ActionSinkhole, TableMalicious, mal, e.Category, e.Confidence
+			d.Action, d.Table, d.Entry, d.Category, d.Confidence = decision.Sinkhole, TableMalicious, mal, e.Category, e.Confidence
 		case white != "":
 			e, _ := g.tables.get(white)
-			d.Action, d.Table, d.Entry, d.Category = ActionAllow, TableWhitelist, white, e.Category
+			d.Action, d.Table, d.Entry, d.Category = decision.Allow, TableWhitelist, white, e.Category
 		case black != "":
 			e, _ := g.tables.get(black)
-			d.Action, d.Table, d.Entry, d.Category = ActionBlock, TableBlacklist, black, e.Category
+			d.Action, d.Table, d.Entry, d.Category = decision.Block, TableBlacklist, black, e.Category
 		}
 		return d
 	}
@@ -439,7 +441,7 @@ func TestFilteredTable(t *testing.T) {
 		mt.DecideBurst(groups, qs, out)
 		for i, q := range qs {
 			d := s.Snapshot().Decide("g", q)
-			if out[i] != d || want[string(q[2:])] != (d.Action == ActionBlock) {
+			if out[i] != d || want[string(q[2:])] != (d.Action == decision.Block) {
 				t.Fatalf("%s: burst %+v decide %+v want %v", q, out[i], d, want[string(q[2:])])
 			}
 		}

@@ -73,8 +73,8 @@ type SyncState struct {
 
 // Counters are the store's message counters, by source ("kafka", "file", ...).
 type Counters struct {
-	Messages map[string]map[string]uint64 // source -> type -> n
-	Rejected map[string]map[string]uint64 // source -> reason -> n
+	Messages map[string]map[MessageType]uint64 // source -> type -> n
+	Rejected map[string]map[string]uint64      // source -> reason -> n
 }
 
 // Store holds the writer side of the policy: group states, pending syncs,
@@ -122,7 +122,7 @@ func (s *Store) Value(key string, mk func() any) any {
 // NewStore returns a store with an empty policy published.
 func NewStore(cfg StoreConfig) *Store {
 	s := &Store{groups: map[string]*groupState{}, malBase: emptyTable, malDelta: map[string]entry{},
-		counters: Counters{Messages: map[string]map[string]uint64{}, Rejected: map[string]map[string]uint64{}}}
+		counters: Counters{Messages: map[string]map[MessageType]uint64{}, Rejected: map[string]map[string]uint64{}}}
 	s.cfg = cfg
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -219,13 +219,14 @@ func (s *Store) ApplyBatch(source string, msgs []Message) []error {
 func (s *Store) CountReject(source, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.countLocked(s.counters.Rejected, source, reason)
+	count(s.counters.Rejected, source, reason)
 }
 
-func (s *Store) countLocked(m map[string]map[string]uint64, source, key string) {
+// count adds one to m[source][key]. The store's callers hold s.mu.
+func count[K comparable](m map[string]map[K]uint64, source string, key K) {
 	c := m[source]
 	if c == nil {
-		c = map[string]uint64{}
+		c = map[K]uint64{}
 		m[source] = c
 	}
 	c[key]++
@@ -236,10 +237,10 @@ func (s *Store) countLocked(m map[string]map[string]uint64, source, key string) 
 func (s *Store) applyLocked(source string, m Message) (bool, error) {
 	changed, err := s.applyOne(m)
 	if err != nil {
-		s.countLocked(s.counters.Rejected, source, RejectReason(err))
+		count(s.counters.Rejected, source, RejectReason(err))
 		return false, err
 	}
-	s.countLocked(s.counters.Messages, source, m.Type)
+	count(s.counters.Messages, source, m.Type)
 	return changed, nil
 }
 
@@ -308,7 +309,7 @@ func (s *Store) applyOne(m Message) (bool, error) {
 		}
 		return true, nil
 	}
-	return false, reject(ReasonUnknownType, "type %q", m.Type)
+	return false, reject(ReasonUnknownType, "type %q", m.Type.String())
 }
 
 // foldThreshold is the delta size at which a delta is merged into a new
@@ -443,18 +444,20 @@ func (s *Store) MaliciousState() (hsState string, delta int) {
 func (s *Store) Counters() Counters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cp := func(m map[string]map[string]uint64) map[string]map[string]uint64 {
-		out := make(map[string]map[string]uint64, len(m))
-		for k, v := range m {
-			c := make(map[string]uint64, len(v))
-			for k2, v2 := range v {
-				c[k2] = v2
-			}
-			out[k] = c
+	return Counters{Messages: copyCounts(s.counters.Messages), Rejected: copyCounts(s.counters.Rejected)}
+}
+
+// copyCounts returns a deep copy of a source -> key -> n map.
+func copyCounts[K comparable](m map[string]map[K]uint64) map[string]map[K]uint64 {
+	out := make(map[string]map[K]uint64, len(m))
+	for k, v := range m {
+		c := make(map[K]uint64, len(v))
+		for k2, v2 := range v {
+			c[k2] = v2
 		}
-		return out
+		out[k] = c
 	}
-	return Counters{Messages: cp(s.counters.Messages), Rejected: cp(s.counters.Rejected)}
+	return out
 }
 
 // LastSwap returns how long the last SYNC_COMPLETE took from message to

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"sync"
@@ -31,12 +30,41 @@ func init() {
 	core.Register(info)
 }
 
+// ConfigFile is the module's configuration file.
+const ConfigFile = "res_prometheus.conf"
+
 var info = core.ModuleInfo{
 	Name:        Name,
 	Description: "Prometheus metrics on /metrics",
 	Priority:    core.PriorityApplication + 50,
 	Support:     core.SupportExtended,
+	Configs:     []core.ConfigFile{{Name: ConfigFile, New: func() any { return new(File) }}},
 	New:         func() core.Module { return new(Module) },
+}
+
+// File is res_prometheus.conf.
+type File struct {
+	General Config `section:"general"`
+}
+
+// Validate checks that bind is a host:port and, unless allow_remote is set,
+// a loopback address.
+func (f *File) Validate(cf *conf.File) error {
+	var errs conf.Errors
+	c := f.General
+	host, _, err := net.SplitHostPort(c.Bind)
+	switch {
+	case err != nil:
+		errs.At(cf, "general", "bind", "%v", err)
+	case !c.AllowRemote && host != "localhost" && !isLoopback(host):
+		errs.At(cf, "general", "bind", "%s is not a loopback address (set allow_remote = yes to expose metrics)", c.Bind)
+	}
+	return errs.Err()
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Config is res_prometheus.conf's [general] section.
@@ -61,57 +89,17 @@ type Module struct {
 }
 
 var (
-	_ core.Configurer = (*Module)(nil)
-	_ core.Starter    = (*Module)(nil)
-	_ core.Stopper    = (*Module)(nil)
-	_ core.Commander  = (*Module)(nil)
+	_ core.Starter   = (*Module)(nil)
+	_ core.Stopper   = (*Module)(nil)
+	_ core.Commander = (*Module)(nil)
 )
-
-// Info implements core.Module.
-func (m *Module) Info() core.ModuleInfo { return info }
-
-// Configure reads res_prometheus.conf (defaults when it is missing).
-func (m *Module) Configure(ctx *core.Context) error {
-	cfg, err := load(ctx)
-	if err != nil {
-		return err
-	}
-	if !cfg.Enabled {
-		return core.Decline("enabled = no in res_prometheus.conf")
-	}
-	m.cfg = cfg
-	return nil
-}
-
-func load(ctx *core.Context) (Config, error) {
-	var cfg Config
-	f, err := ctx.LoadConfig("res_prometheus.conf")
-	if errors.Is(err, fs.ErrNotExist) {
-		ctx.Logger.Info("no res_prometheus.conf; using defaults")
-		return cfg, conf.Decode(&conf.Section{Name: "general"}, &cfg)
-	}
-	if err != nil {
-		return cfg, err
-	}
-	s := f.Section("general")
-	if s == nil {
-		s = &conf.Section{Name: "general", File: f.Path}
-	}
-	if err := conf.Decode(s, &cfg); err != nil {
-		return cfg, err
-	}
-	host, _, err := net.SplitHostPort(cfg.Bind)
-	if err != nil {
-		return cfg, fmt.Errorf("%s: [general] bind: %w", f.Path, err)
-	}
-	if ip := net.ParseIP(host); !cfg.AllowRemote && (ip == nil || !ip.IsLoopback()) && host != "localhost" {
-		return cfg, fmt.Errorf("%s: [general] bind: %s is not a loopback address (set allow_remote = yes to expose metrics)", f.Path, cfg.Bind)
-	}
-	return cfg, nil
-}
 
 // Start listens and serves.
 func (m *Module) Start(ctx *core.Context) error {
+	m.cfg = core.Config[*File](ctx).General
+	if !m.cfg.Enabled {
+		return core.Decline("enabled = no in %s", ConfigFile)
+	}
 	m.host = ctx.Host()
 	reg := prometheus.NewRegistry()
 	m.scrape = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_metrics_scrapes_total",

@@ -72,7 +72,7 @@ func TestScrape(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for text, want := range map[string]string{
-		"[general]\nbind = 0.0.0.0:9999\n": "res_prometheus.conf: [general] bind: 0.0.0.0:9999 is not a loopback address",
+		"[general]\nbind = 0.0.0.0:9999\n": "res_prometheus.conf:2: [general] bind: 0.0.0.0:9999 is not a loopback address",
 		"[general]\nbind = nonsense\n":     "[general] bind:",
 		"[general]\nenabled = perhaps\n":   "res_prometheus.conf:2: [general] enabled",
 		"[general]\nport = 1\n":            "unknown key",

@@ -1,112 +1,125 @@
-// Command custom is an example of using switchboard as a library: a program
-// of its own that registers its own module, hello_counter, next to the
-// built-in modules, runs the host, and serves the same control socket as the
-// switchboard daemon, so "switchboard -r -s PATH" attaches to it.
+// Command custom is an example of switchboard as a library: a program of its
+// own that registers two modules next to the built-ins and runs the same
+// daemon as the switchboard binary (console, -r, -rx, signals, cli.conf,
+// --check-config), with no daemon code of its own.
 //
-//	go run ./samples/custom -C samples/custom/conf -s /tmp/custom.ctl
-//	switchboard -rx "hello say world" -s /tmp/custom.ctl
-//	switchboard -rx "hello count" -s /tmp/custom.ctl
+//	go run ./samples/custom -c -C samples/custom/conf -D /tmp/custom   # console
+//	go run ./samples/custom -f -C samples/custom/conf -s /tmp/custom.ctl &
+//	go run ./samples/custom -rx "hello say world" -s /tmp/custom.ctl
 //
-// With -x "command" it runs one command in-process once the modules have
-// started, prints its output and exits (status 1 if the command failed).
+// The modules:
 //
-// hello_counter adds two commands, "hello say [name]" and "hello count", and
-// counts the greetings it has made. Its optional hello_counter.conf:
+//   - hello_counter: "hello say [name]" greets and counts, "hello count"
+//     shows the count. Its hello_counter.conf ([general] greeting = Hello)
+//     is declared in its registration, so the host reads, validates and
+//     reloads it; the module only reads core.Config.
+//   - hello_kafka: requires res_kafka and hello_counter. Every greeting is
+//     produced to a Kafka topic through res_kafka, and a subscription reads
+//     the topic back; "hello heard" shows what came back. Its
+//     hello_kafka.conf names the connection and the topic.
 //
-//	[general]
-//	greeting = Hello   ; what "hello say" says
-//
-// Two ways to choose the modules: this program registers hello_counter into
-// core.Default, where the built-ins (imported through modules/all) register
-// too, and modules.conf picks among them. A program that wants none of the
-// built-ins makes its own registry instead:
-//
-//	reg := core.NewRegistry()
-//	reg.Register(helloInfo)
-//	h := core.New(core.Options{Registry: reg, ...})
+// Nothing but Go and the repository's Debian libraries is needed to build
+// it: no build tag, no environment variable.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
 	"os"
-	"os/signal"
+	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/switchboard-dp/switchboard/cli"
-	"github.com/switchboard-dp/switchboard/cli/remote"
-	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/daemon"
+	"github.com/switchboard-dp/switchboard/modules/reskafka"
 
 	_ "github.com/switchboard-dp/switchboard/modules/all" // the built-in modules
 )
 
-// helloInfo registers hello_counter.
-var helloInfo = core.ModuleInfo{
-	Name:        "hello_counter",
-	Description: "Example module: greets and counts greetings",
-	Priority:    core.PriorityApplication,
-	Support:     core.SupportExtended,
-	New:         func() core.Module { return new(HelloCounter) },
+// Module names.
+const (
+	HelloCounterName = "hello_counter"
+	HelloKafkaName   = "hello_kafka"
+)
+
+func init() {
+	core.Register(core.ModuleInfo{
+		Name:        HelloCounterName,
+		Description: "Example module: greets and counts greetings",
+		Priority:    core.PriorityApplication,
+		Support:     core.SupportExtended,
+		Configs:     []core.ConfigFile{{Name: "hello_counter.conf", New: func() any { return new(HelloConfig) }}},
+		New:         func() core.Module { return new(HelloCounter) },
+	})
+	core.Register(core.ModuleInfo{
+		Name:        HelloKafkaName,
+		Description: "Example module: greetings to a Kafka topic and back",
+		Priority:    core.PriorityApplication + 1,
+		Requires:    []string{reskafka.Name, HelloCounterName},
+		Support:     core.SupportExtended,
+		Configs:     []core.ConfigFile{{Name: "hello_kafka.conf", New: func() any { return new(KafkaConfig) }}},
+		New:         func() core.Module { return new(HelloKafka) },
+	})
 }
 
-func init() { core.Register(helloInfo) }
+// options name the program; main is the whole daemon.
+var options = daemon.Options{Name: "custom", Version: "custom-example", FallbackConfigDir: "samples/custom/conf"}
 
-// HelloConfig is hello_counter.conf's [general] section.
+func main() { os.Exit(daemon.Main(options)) }
+
+// HelloConfig is hello_counter.conf.
 type HelloConfig struct {
-	Greeting string `conf:"greeting" default:"Hello"`
+	General struct {
+		Greeting string `conf:"greeting" default:"Hello"`
+	} `section:"general"`
 }
 
-// HelloCounter is the example module.
+// HelloCounter greets and counts. Others hear about each greeting through
+// OnGreeting.
 type HelloCounter struct {
-	cfg       atomic.Pointer[HelloConfig] // swapped whole by Reload
+	greeting  atomic.Pointer[string] // swapped whole by Reload
 	greetings atomic.Int64
+
+	mu        sync.Mutex
+	listeners []func(text string)
 }
 
 var (
-	_ core.Configurer = (*HelloCounter)(nil)
-	_ core.Reloader   = (*HelloCounter)(nil)
-	_ core.Commander  = (*HelloCounter)(nil)
+	_ core.Starter   = (*HelloCounter)(nil)
+	_ core.Reloader  = (*HelloCounter)(nil)
+	_ core.Commander = (*HelloCounter)(nil)
 )
 
-// Info implements core.Module.
-func (m *HelloCounter) Info() core.ModuleInfo { return helloInfo }
+// Start takes the greeting from the decoded configuration.
+func (m *HelloCounter) Start(ctx *core.Context) error { return m.Reload(ctx) }
 
-// Configure reads hello_counter.conf; without one the defaults apply.
-func (m *HelloCounter) Configure(ctx *core.Context) error {
-	cfg, err := loadHello(ctx)
-	if err != nil {
-		return err
-	}
-	m.cfg.Store(&cfg)
+// Reload takes the new greeting (the host refused an invalid file before
+// calling it); the count survives.
+func (m *HelloCounter) Reload(ctx *core.Context) error {
+	g := core.Config[*HelloConfig](ctx).General.Greeting
+	m.greeting.Store(&g)
 	return nil
 }
 
-// Reload re-reads hello_counter.conf; an invalid one keeps the old greeting.
-// The count survives a reload.
-func (m *HelloCounter) Reload(ctx *core.Context) error { return m.Configure(ctx) }
+// OnGreeting adds a function called with the text of every greeting.
+func (m *HelloCounter) OnGreeting(f func(text string)) {
+	m.mu.Lock()
+	m.listeners = append(m.listeners, f)
+	m.mu.Unlock()
+}
 
-func loadHello(ctx *core.Context) (HelloConfig, error) {
-	var cfg HelloConfig
-	f, err := ctx.LoadConfig("hello_counter.conf")
-	if errors.Is(err, fs.ErrNotExist) {
-		ctx.Logger.Info("no hello_counter.conf; using defaults")
-		return cfg, conf.Decode(&conf.Section{Name: "general"}, &cfg)
+func (m *HelloCounter) say(name string) string {
+	text := fmt.Sprintf("%s, %s!", *m.greeting.Load(), name)
+	m.greetings.Add(1)
+	m.mu.Lock()
+	ls := m.listeners
+	m.mu.Unlock()
+	for _, f := range ls {
+		f(text)
 	}
-	if err != nil {
-		return cfg, err
-	}
-	s := f.Section("general")
-	if s == nil {
-		s = &conf.Section{Name: "general", File: f.Path}
-	}
-	return cfg, conf.Decode(s, &cfg)
+	return text
 }
 
 // Commands implements core.Commander.
@@ -121,9 +134,8 @@ func (m *HelloCounter) Commands() []*cli.Command {
 				if len(args) == 1 {
 					name = args[0]
 				}
-				m.greetings.Add(1)
-				fmt.Fprintf(w, "%s, %s!\n", m.cfg.Load().Greeting, name)
-				return nil
+				_, err := fmt.Fprintln(w, m.say(name))
+				return err
 			},
 			Complete: func(args []string, _ string) []string {
 				if len(args) == 0 {
@@ -136,57 +148,103 @@ func (m *HelloCounter) Commands() []*cli.Command {
 				if err := cli.NoArgs(args); err != nil {
 					return err
 				}
-				fmt.Fprintf(w, "Greetings: %d\n", m.greetings.Load())
-				return nil
+				_, err := fmt.Fprintf(w, "Greetings: %d\n", m.greetings.Load())
+				return err
 			}},
 	}
 }
 
-func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }
+// KafkaConfig is hello_kafka.conf.
+type KafkaConfig struct {
+	General struct {
+		Connection string `conf:"connection" default:"default"`
+		Topic      string `conf:"topic" default:"greetings"`
+	} `section:"general"`
+}
 
-// run is main with its dependencies passed in, so the test can run it. It
-// returns when the context is done, on SIGINT/SIGTERM, or on "core stop".
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("custom", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	configDir := fl.String("C", "samples/custom/conf", "configuration `DIR`")
-	socket := fl.String("s", "", "control socket `PATH` (none if empty)")
-	command := fl.String("x", "", "run one `command` and exit")
-	if err := fl.Parse(args); err != nil {
-		return 2
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	h := core.New(core.Options{ConfigDir: *configDir, DataDir: os.TempDir(), Logger: logger, Version: "custom-example"})
-	if err := h.Start(ctx); err != nil {
-		logger.Error("start", "err", err)
-		return 1
-	}
-	defer h.Stop(core.StopGracefully)
+// HelloKafka produces every greeting to a topic and reads the topic back.
+type HelloKafka struct {
+	producer *reskafka.Producer
+	sub      *reskafka.Subscription
+	topic    string
 
-	if *command != "" {
-		if err := h.Run(ctx, *command, stdout); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
+	produced, failed, heard atomic.Int64
+	mu                      sync.Mutex
+	last                    string
+}
+
+var (
+	_ core.Starter   = (*HelloKafka)(nil)
+	_ core.Stopper   = (*HelloKafka)(nil)
+	_ core.Commander = (*HelloKafka)(nil)
+)
+
+// Start gets the producer of the configured connection, subscribes to the
+// topic and hooks into hello_counter's greetings.
+func (m *HelloKafka) Start(ctx *core.Context) error {
+	cfg := core.Config[*KafkaConfig](ctx).General
+	kafka, err := core.Dep[*reskafka.Module](ctx, reskafka.Name)
+	if err != nil {
+		return err
+	}
+	counter, err := core.Dep[*HelloCounter](ctx, HelloCounterName)
+	if err != nil {
+		return err
+	}
+	if m.producer, err = kafka.Producer(cfg.Connection); err != nil {
+		return err
+	}
+	m.topic = cfg.Topic
+	m.sub, err = kafka.Subscribe(cfg.Connection, []string{cfg.Topic}, func(_ context.Context, msg *reskafka.Message) error {
+		m.heard.Add(1)
+		m.mu.Lock()
+		m.last = string(msg.Value)
+		m.mu.Unlock()
+		return nil
+	}, reskafka.SubscribeOptions{Name: HelloKafkaName, GroupID: "hello-kafka", AutoOffsetReset: "earliest"})
+	if err != nil {
+		m.producer.Release()
+		return err
+	}
+	counter.OnGreeting(m.publish)
+	return nil
+}
+
+// publish produces one greeting; the outcome is counted when its delivery
+// report arrives.
+func (m *HelloKafka) publish(text string) {
+	err := m.producer.Produce(m.topic, nil, []byte(text), nil, func(d reskafka.Delivery) {
+		if d.Err != nil {
+			m.failed.Add(1)
+			return
 		}
-		return 0
+		m.produced.Add(1)
+	})
+	if err != nil {
+		m.failed.Add(1)
 	}
-	if *socket != "" {
-		srv, err := remote.Listen(*socket, h.Commands(), remote.Options{Logger: logger})
-		if err != nil {
-			logger.Error("control socket", "err", err)
-			return 1
-		}
-		go srv.Serve()
-		defer srv.Close()
-		logger.Info("ready", "socket", *socket)
-	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	select {
-	case <-ctx.Done():
-	case <-sigs:
-	case <-h.StopRequests():
-	}
-	return 0
+}
+
+// Stop leaves the consumer group (returning by ctx's deadline) and gives
+// the producer back.
+func (m *HelloKafka) Stop(ctx context.Context) error {
+	err := core.Within(ctx, m.sub.Close)
+	m.producer.Release()
+	return err
+}
+
+// Commands implements core.Commander.
+func (m *HelloKafka) Commands() []*cli.Command {
+	return []*cli.Command{{Path: "hello heard", Summary: "Show the greetings read back from Kafka", Usage: "hello heard",
+		Run: func(_ context.Context, w io.Writer, args []string) error {
+			if err := cli.NoArgs(args); err != nil {
+				return err
+			}
+			m.mu.Lock()
+			last := m.last
+			m.mu.Unlock()
+			_, err := fmt.Fprintf(w, "Topic %s: produced %d, failed %d, heard back %d (last %q)\n",
+				m.topic, m.produced.Load(), m.failed.Load(), m.heard.Load(), last)
+			return err
+		}}}
 }

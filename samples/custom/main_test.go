@@ -2,133 +2,150 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/switchboard-dp/switchboard/cli"
-	"github.com/switchboard-dp/switchboard/cli/remote"
+	"github.com/switchboard-dp/switchboard/daemon"
+	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 )
 
-func configDir(t *testing.T, helloConf string) string {
+// configDir copies conf/ into a temporary directory, with kafka.conf on the
+// test broker (the real one under make test) and the given overrides.
+func configDir(t *testing.T, overrides map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	mods, err := os.ReadFile("conf/modules.conf")
-	if err != nil {
-		t.Fatal(err)
+	files, err := filepath.Glob("conf/*.conf")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no sample configs: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "modules.conf"), mods, 0o644); err != nil {
-		t.Fatal(err)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if helloConf != "" {
-		if err := os.WriteFile(filepath.Join(dir, "hello_counter.conf"), []byte(helloConf), 0o644); err != nil {
+	b := kafkatest.Shared(t)
+	overrides["kafka.conf"] = fmt.Sprintf("[default]\ntype = connection\nbrokers = %s\n", b.Bootstrap)
+	for name, text := range overrides {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return dir
 }
 
-func TestOneCommand(t *testing.T) {
+// rx runs "custom -rx command" in-process and returns stdout, stderr and
+// the exit status.
+func rx(sock, command string) (string, string, int) {
 	var out, errOut bytes.Buffer
-	if rc := run(context.Background(), []string{"-C", "conf", "-x", "hello say gopher"}, &out, &errOut); rc != 0 {
-		t.Fatalf("exit %d: %s", rc, errOut.String())
-	}
-	if out.String() != "Hello, gopher!\n" {
-		t.Errorf("output %q", out.String())
-	}
-	out.Reset()
-	if rc := run(context.Background(), []string{"-C", "conf", "-x", "module show like hello"}, &out, &errOut); rc != 0 ||
-		!strings.Contains(out.String(), "hello_counter") || !strings.Contains(out.String(), "1 modules loaded") {
-		t.Errorf("module show: exit %d, %q", rc, out.String())
-	}
-	errOut.Reset()
-	if rc := run(context.Background(), []string{"-C", "conf", "-x", "hello say a b"}, &out, &errOut); rc != 1 ||
-		!strings.Contains(errOut.String(), "\nhello say: unexpected argument \"b\"\nUsage: hello say [name]\n") ||
-		strings.Count(errOut.String(), "hello say [name]") != 1 {
-		t.Errorf("usage error: exit %d, %q", rc, errOut.String())
+	rc := daemon.Run(options, []string{"-rx", command, "-s", sock}, &out, &errOut)
+	return out.String(), errOut.String(), rc
+}
+
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last: %s", what, state)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func TestBadConfigRefused(t *testing.T) {
-	var out, errOut bytes.Buffer
-	dir := configDir(t, "[general]\ngreting = Hi\n")
-	// hello_counter is only "load"ed, so a bad config makes it fail (and
-	// "module show" says why) without stopping the host.
-	if rc := run(context.Background(), []string{"-C", dir, "-x", "module show"}, &out, &errOut); rc != 0 ||
-		!strings.Contains(out.String(), "Failed") || !strings.Contains(out.String(), "hello_counter.conf:2") {
-		t.Errorf("exit %d, output %q, log %q", rc, out.String(), errOut.String())
-	}
-}
-
-// TestServeAndCount runs the example as a daemon on a control socket and
-// drives it with the same client "switchboard -rx" uses.
-func TestServeAndCount(t *testing.T) {
-	dir := configDir(t, "[general]\ngreeting = Howdy\n")
+// TestDaemon runs the example exactly as its main does, as a daemon on a
+// control socket, and drives it with -rx: greetings are counted, go through
+// Kafka and come back, a bad reload keeps the old greeting, wrong
+// arguments read as everywhere else, and "core stop" ends it.
+func TestDaemon(t *testing.T) {
+	topic := kafkatest.UniqueTopic(t, "greetings")
+	dir := configDir(t, map[string]string{
+		"hello_counter.conf": "[general]\ngreeting = Howdy\n",
+		"hello_kafka.conf":   "[general]\ntopic = " + topic + "\n",
+	})
 	sockDir, err := os.MkdirTemp("", "custom")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(sockDir)
 	sock := filepath.Join(sockDir, "ctl")
-	var errOut syncbuf.Buffer
+	log := &syncbuf.Buffer{}
 	done := make(chan int, 1)
-	go func() { done <- run(context.Background(), []string{"-C", dir, "-s", sock}, &bytes.Buffer{}, &errOut) }()
-
-	var c *remote.Client
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err = remote.Dial(sock); err == nil {
-			break
+	go func() {
+		done <- daemon.Run(options, []string{"-f", "-C", dir, "-D", t.TempDir(), "-s", sock}, log, log)
+	}()
+	defer func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", log.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket never answered: %v\n%s", err, errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	defer c.Close()
-	ctx := context.Background()
+	}()
+	waitFor(t, "the daemon to answer", func() (bool, string) {
+		out, errOut, rc := rx(sock, "core show version")
+		return rc == 0, out + errOut
+	})
 	for _, name := range []string{"a", "b", "c"} {
-		var out bytes.Buffer
-		if err := c.Run(ctx, &out, "hello say "+name); err != nil || out.String() != "Howdy, "+name+"!\n" {
-			t.Fatalf("hello say %s: %q %v", name, out.String(), err)
+		if out, errOut, rc := rx(sock, "hello say "+name); rc != 0 || out != "Howdy, "+name+"!\n" {
+			t.Fatalf("hello say %s: exit %d, %q %q", name, rc, out, errOut)
 		}
 	}
-	// Reload with an invalid file keeps the old greeting and says why.
+	if out, _, _ := rx(sock, "hello count"); out != "Greetings: 3\n" {
+		t.Errorf("hello count: %q", out)
+	}
+	waitFor(t, "the greetings back from Kafka", func() (bool, string) {
+		out, _, _ := rx(sock, "hello heard")
+		return strings.Contains(out, "produced 3, failed 0, heard back 3"), out
+	})
+	// An invalid file is refused by the host, which keeps the old greeting.
 	os.WriteFile(filepath.Join(dir, "hello_counter.conf"), []byte("[general]\nbogus = 1\n"), 0o644)
-	if err := c.Run(ctx, &bytes.Buffer{}, "module reload hello_counter"); err == nil {
-		t.Error("reload of an invalid config succeeded")
+	if _, errOut, rc := rx(sock, "module reload hello_counter"); rc != 1 || !strings.Contains(errOut, "hello_counter.conf:2: [general] bogus") {
+		t.Errorf("reload of an invalid config: exit %d, %q", rc, errOut)
 	}
-	var out bytes.Buffer
-	if err := c.Run(ctx, &out, "hello count"); err != nil || out.String() != "Greetings: 3\n" {
-		t.Errorf("hello count: %q %v", out.String(), err)
+	if out, _, _ := rx(sock, "hello say"); out != "Howdy, world!\n" {
+		t.Errorf("after the refused reload: %q", out)
 	}
-	out.Reset()
-	if err := c.Run(ctx, &out, "hello say"); err != nil || out.String() != "Howdy, world!\n" {
-		t.Errorf("after failed reload: %q %v", out.String(), err)
+	if out, errOut, rc := rx(sock, "hello say a b"); rc != 1 || out != "" ||
+		errOut != "hello say: unexpected argument \"b\"\nUsage: hello say [name]\n" {
+		t.Errorf("usage error: exit %d, %q %q", rc, out, errOut)
 	}
-	if got := c.Complete("hello "); strings.Join(got, ",") != "count,say" {
-		t.Errorf("complete: %q", got)
+	if _, _, rc := rx(sock, "hello nonsense"); rc != 2 {
+		t.Errorf("unknown command: exit %d, want 2", rc)
 	}
-	if err := c.Run(ctx, &out, "hello nonsense"); !errors.Is(err, cli.ErrUnknownCommand) {
-		t.Errorf("unknown command: %v", err)
-	}
-	if err := c.Run(ctx, &out, "core stop gracefully"); err != nil {
-		t.Fatal(err)
+	if _, errOut, rc := rx(sock, "core stop gracefully"); rc != 0 {
+		t.Fatalf("core stop: exit %d %s", rc, errOut)
 	}
 	select {
 	case rc := <-done:
 		if rc != 0 {
-			t.Errorf("exit %d", rc)
+			t.Errorf("daemon exit %d", rc)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("did not stop after core stop gracefully")
 	}
-	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("socket left behind: %v", err)
+}
+
+// --check-config reads every declared file of the example modules.
+func TestCheckConfig(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if rc := daemon.Run(options, []string{"--check-config", "-C", "conf"}, &out, &errOut); rc != 0 {
+		t.Fatalf("sample config: exit %d, %s%s", rc, out.String(), errOut.String())
+	}
+	dir := configDir(t, map[string]string{"hello_kafka.conf": "[general]\ntopik = x\n"})
+	out.Reset()
+	errOut.Reset()
+	if rc := daemon.Run(options, []string{"--check-config", "-C", dir}, &out, &errOut); rc != 1 ||
+		!strings.Contains(errOut.String(), "hello_kafka.conf:2: [general] topik: unknown key") {
+		t.Errorf("bad config: exit %d, %q", rc, errOut.String())
 	}
 }

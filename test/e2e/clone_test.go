@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -157,8 +158,9 @@ func librarySnippet(t *testing.T) string {
 // TestLibraryOutsideRepo builds the README's library example as a user
 // would: a new module in an empty directory that requires switchboard
 // (a replace directive points at this checkout), plain go build, no tag.
-// The binary then starts its own module next to the host and stops on
-// SIGTERM.
+// The binary is then the whole daemon: it runs its own module next to the
+// host, answers -rx with the module's command and its usage errors, checks
+// its config, and stops on SIGTERM.
 func TestLibraryOutsideRepo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program outside the repository")
@@ -185,11 +187,26 @@ func TestLibraryOutsideRepo(t *testing.T) {
 	if err := os.MkdirAll(conf, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(conf, "modules.conf"), []byte("[modules]\nautoload = no\nload => hello\n"), 0o644); err != nil {
+	for name, text := range map[string]string{
+		"modules.conf": "[modules]\nautoload = no\nload => hello\n",
+		"hello.conf":   "[general]\ngreeting = Howdy\n",
+	} {
+		if err := os.WriteFile(filepath.Join(conf, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "mydaemon")
+	if out, err := exec.Command(bin, "--check-config", "-C", conf).CombinedOutput(); err != nil {
+		t.Fatalf("--check-config: %v\n%s", err, out)
+	}
+	sockDir, err := os.MkdirTemp("", "sblib")
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "ctl")
 	log := &syncbuf.Buffer{}
-	cmd := exec.Command(filepath.Join(dir, "mydaemon"))
+	cmd := exec.Command(bin, "-f", "-C", conf, "-D", filepath.Join(dir, "data"), "-s", sock)
 	cmd.Dir, cmd.Env = dir, env
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -197,8 +214,23 @@ func TestLibraryOutsideRepo(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	rx := func(command string) (string, int) {
+		out, err := exec.Command(bin, "-s", sock, "-rx", command).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		return string(out), 0
+	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !hasLogLine(log.String(), "module loaded", "module=hello") {
+	for {
+		out, rc := rx("hello say you")
+		if rc == 0 {
+			if out != "Howdy, you!\n" {
+				t.Fatalf("hello say you: %q", out)
+			}
+			break
+		}
 		select {
 		case err := <-exited:
 			t.Fatalf("the program exited: %v\n%s", err, log.String())
@@ -206,9 +238,12 @@ func TestLibraryOutsideRepo(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("module hello not loaded within 30 s:\n%s", log.String())
+			t.Fatalf("no answer within 30 s (last %q):\n%s", out, log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if out, rc := rx("hello say a b"); rc != 1 || out != "hello say: unexpected argument \"b\"\nUsage: hello say [name]\n" {
+		t.Errorf("usage error: exit %d, %q", rc, out)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {

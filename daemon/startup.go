@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -23,57 +23,29 @@ import (
 //	[startup_commands]
 //	run => packet replay x.pcap     ; run in order once every module started (repeatable)
 type cliConf struct {
-	Try     []string
-	Startup []string
-}
-
-type consoleSection struct {
-	Try []string `conf:"try"`
-}
-
-type startupSection struct {
-	Run []string `conf:"run"`
+	Console struct {
+		Try []string `conf:"try"`
+	} `section:"console"`
+	Startup struct {
+		Run []string `conf:"run"`
+	} `section:"startup_commands"`
 }
 
 // loadCLIConf reads cli.conf from the config dir; a missing file is no error.
-func loadCLIConf(dir string) (cliConf, error) {
-	var out cliConf
+func loadCLIConf(dir string) (*cliConf, error) {
 	f, err := conf.Load(filepath.Join(dir, "cli.conf"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
-	if err != nil {
-		return out, err
+	cc := new(cliConf)
+	if err := conf.DecodeFile(f, cc); err != nil {
+		return nil, err
 	}
-	var errs conf.Errors
-	for _, s := range f.Sections {
-		var err error
-		switch s.Name {
-		case "console":
-			var c consoleSection
-			if err = conf.Decode(s, &c); err == nil {
-				out.Try = c.Try
-			}
-		case "startup_commands":
-			var c startupSection
-			if err = conf.Decode(s, &c); err == nil {
-				out.Startup = c.Run
-			}
-		default:
-			errs.Addf(s.File, s.Line, s.Name, "", "unknown section (want [console] or [startup_commands])")
-		}
-		var ce conf.Errors
-		if errors.As(err, &ce) {
-			errs = append(errs, ce...)
-		} else if err != nil {
-			return out, err
-		}
-	}
-	return out, errs.Err()
+	return cc, nil
 }
 
-// banner says what is running and what to try.
-func banner(h *core.Host, cc cliConf) string {
+// banner says what is running, what the modules have to tell, and what to try.
+func (o options) banner(h *core.Host, cc *cliConf) string {
 	var running []string
 	for _, m := range h.Modules() {
 		if m.State == core.StateRunning {
@@ -81,17 +53,17 @@ func banner(h *core.Host, cc cliConf) string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "switchboard %s console. Running %d modules: %s.\n", buildVersion(), len(running), strings.Join(running, ", "))
+	fmt.Fprintf(&b, "%s %s console. Running %d modules: %s.\n", o.Name, o.Version, len(running), strings.Join(running, ", "))
 	for _, g := range h.Greetings() {
 		fmt.Fprintf(&b, "%s\n", g)
 	}
-	if len(cc.Try) > 0 {
+	if len(cc.Console.Try) > 0 {
 		b.WriteString("Try:\n")
-		for _, t := range cc.Try {
+		for _, t := range cc.Console.Try {
 			fmt.Fprintf(&b, "  %s\n", t)
 		}
 	}
-	b.WriteString("'help' lists every command; 'exit' stops switchboard.")
+	fmt.Fprintf(&b, "'help' lists every command; 'exit' stops %s.", o.Name)
 	return b.String()
 }
 
