@@ -349,7 +349,7 @@ func TestModulesConf(t *testing.T) {
 		{"[modules]\nautoload = no\npreload => c\nrequire => a\n", "c a", ""},
 		{"[modules]\nnoload => a\nrequire => a\n", "", "modules.conf:3: [modules] require: module \"a\" is both required and noloaded"},
 		{"[modules]\nload => nosuch\n", "", "modules.conf:2: [modules] load: unknown module \"nosuch\""},
-		{"[modules]\nautoload = maybe\n", "", "is not yes or no"},
+		{"[modules]\nautoload = maybe\n", "", "modules.conf:2: [modules] autoload: \"maybe\" is not a boolean"},
 		{"[modules]\nbogus = 1\n", "", "unknown key"},
 	}
 	for _, c := range cases {

@@ -2,7 +2,6 @@ package core
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"strings"
 	"time"
@@ -21,70 +20,66 @@ type selection struct {
 	stopTimeout time.Duration
 }
 
-// modulesConf reads modules.conf: [modules] with autoload = yes|no,
-// repeated load =>, noload =>, preload =>, require => lines and
-// stop_timeout (each module's default stop budget, such as 10s). A missing file
-// means autoload everything. Unknown modules, unknown keys and a module both
-// required and noloaded are errors naming file:line.
-func readModulesConf(path string, reg *Registry) (*selection, error) {
-	sel := &selection{autoload: true, load: map[string]bool{}, noload: map[string]bool{},
-		preload: map[string]bool{}, require: map[string]bool{}}
-	f, err := conf.Load(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return sel, nil
+// modulesFile is modules.conf: one [modules] section.
+type modulesFile struct {
+	Modules struct {
+		Autoload    bool          `conf:"autoload" default:"yes"`
+		Load        []string      `conf:"load"`
+		Noload      []string      `conf:"noload"`
+		Preload     []string      `conf:"preload"`
+		Require     []string      `conf:"require"`
+		StopTimeout time.Duration `conf:"stop_timeout" min:"1ms" max:"1h"`
+	} `section:"modules"`
+
+	reg *Registry // the module types names must belong to
+	sel *selection
+}
+
+// Validate checks every named module (a trailing ".so" is accepted, as in
+// Asterisk) and that none is both required and noloaded, each problem at
+// its own line, and builds the selection.
+func (m *modulesFile) Validate(f *conf.File) error {
+	sel := &selection{autoload: m.Modules.Autoload, load: map[string]bool{}, noload: map[string]bool{},
+		preload: map[string]bool{}, require: map[string]bool{}, stopTimeout: m.Modules.StopTimeout}
+	var errs conf.Errors
+	sec := f.Section("modules")
+	for _, kind := range []struct {
+		key string
+		set map[string]bool
+	}{{"load", sel.load}, {"noload", sel.noload}, {"preload", sel.preload}, {"require", sel.require}} {
+		for _, k := range sec.Values(kind.key) {
+			name := strings.TrimSuffix(k.Value, ".so")
+			if _, ok := m.reg.Lookup(name); !ok {
+				errs.Add(sec, k, "unknown module %q", name)
+				continue
+			}
+			kind.set[name] = true
+		}
 	}
-	if err != nil {
+	for _, k := range sec.Values("require") {
+		if sel.noload[strings.TrimSuffix(k.Value, ".so")] {
+			errs.Add(sec, k, "module %q is both required and noloaded", k.Value)
+		}
+	}
+	m.sel = sel
+	return errs.Err()
+}
+
+// readModulesConf reads modules.conf: [modules] with autoload = yes|no,
+// repeated load =>, noload =>, preload =>, require => lines and
+// stop_timeout (each module's default stop budget, such as 10s). A missing
+// file means autoload everything. Unknown modules, unknown keys and a module
+// both required and noloaded are errors naming file:line.
+func readModulesConf(path string, reg *Registry) (*selection, error) {
+	f, err := conf.Load(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	var errs conf.Errors
-	bad := func(k *conf.Key, format string, a ...any) {
-		errs = append(errs, &conf.Error{File: k.File, Line: k.Line, Section: "modules", Key: k.Name, Msg: fmt.Sprintf(format, a...)})
+	m := &modulesFile{reg: reg}
+	if err := conf.DecodeFile(f, m); err != nil {
+		return nil, err
 	}
-	for _, s := range f.Sections {
-		if s.Name != "modules" {
-			errs = append(errs, &conf.Error{File: s.File, Line: s.Line, Section: s.Name, Msg: "unknown section (only [modules] is allowed)"})
-			continue
-		}
-		for _, k := range s.Keys {
-			switch strings.ToLower(k.Name) {
-			case "autoload":
-				switch strings.ToLower(k.Value) {
-				case "yes", "true", "on", "1":
-					sel.autoload = true
-				case "no", "false", "off", "0":
-					sel.autoload = false
-				default:
-					bad(k, "%q is not yes or no", k.Value)
-				}
-			case "load", "noload", "preload", "require":
-				name := strings.TrimSuffix(k.Value, ".so")
-				if _, ok := reg.Lookup(name); !ok {
-					bad(k, "unknown module %q", name)
-					continue
-				}
-				map[string]map[string]bool{"load": sel.load, "noload": sel.noload,
-					"preload": sel.preload, "require": sel.require}[strings.ToLower(k.Name)][name] = true
-			case "stop_timeout":
-				d, err := time.ParseDuration(k.Value)
-				if err != nil || d <= 0 || d > time.Hour {
-					bad(k, "%q is not a duration from 1ms to 1h (such as 10s)", k.Value)
-					continue
-				}
-				sel.stopTimeout = d
-			default:
-				bad(k, "unknown key (want autoload, load, noload, preload, require or stop_timeout)")
-			}
-		}
-		for _, k := range s.Keys {
-			if strings.EqualFold(k.Name, "require") && sel.noload[strings.TrimSuffix(k.Value, ".so")] {
-				bad(k, "module %q is both required and noloaded", k.Value)
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return sel, nil
+	return m.sel, nil
 }
 
 // wanted returns the names of the modules the selection loads.

@@ -231,7 +231,11 @@ func (m *Module) Stop(ctx context.Context) error {
 			go func() { defer wg.Done(); _ = s.Close() }()
 		}
 	}
-	wg.Wait()
+	// A handler that does not return must not hold the producers' flush
+	// past the stop deadline: the subscriptions go on closing behind it.
+	if err := core.Within(ctx, func() error { wg.Wait(); return nil }); err != nil {
+		m.logger.Warn("kafka subscriptions still closing at the stop deadline", "err", err)
+	}
 	var total atomic.Int64
 	for _, c := range all {
 		wg.Add(1)
