@@ -237,10 +237,11 @@ func (m *Module) Stop(ctx context.Context) error {
 		m.logger.Warn("kafka subscriptions still closing at the stop deadline", "err", err)
 	}
 	var total atomic.Int64
+	var closing sync.WaitGroup
 	for _, c := range all {
-		wg.Add(1)
+		closing.Add(1)
 		go func() {
-			defer wg.Done()
+			defer closing.Done()
 			c.mu.Lock()
 			p := c.producer
 			c.mu.Unlock()
@@ -257,7 +258,7 @@ func (m *Module) Stop(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Wait()
+	closing.Wait()
 	m.retiring.Wait()
 	m.lastUndelivered.Store(total.Load())
 	if n := total.Load(); n > 0 {
