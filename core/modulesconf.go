@@ -35,14 +35,28 @@ type modulesFile struct {
 	sel *selection
 }
 
-// Validate checks every named module (a trailing ".so" is accepted, as in
-// Asterisk) and that none is both required and noloaded, each problem at
-// its own line, and builds the selection.
-func (m *modulesFile) Validate(f *conf.File) error {
+// UnmarshalConf decodes [modules] and checks every named module (a
+// trailing ".so" is accepted, as in Asterisk) and that none is both required
+// and noloaded, each problem at its own line. The names are checked even
+// when a key of the section is wrong, so that every problem is reported at
+// once.
+func (m *modulesFile) UnmarshalConf(f *conf.File) error {
+	var errs conf.Errors
+	for _, s := range f.Sections {
+		if s.Name != "modules" {
+			errs.Add(s, nil, "unknown section (want [modules])")
+		}
+	}
+	sec := f.Section("modules")
+	if err := conf.Decode(sec, &m.Modules); err != nil {
+		var ce conf.Errors
+		if !errors.As(err, &ce) {
+			return err
+		}
+		errs = append(errs, ce...)
+	}
 	sel := &selection{autoload: m.Modules.Autoload, load: map[string]bool{}, noload: map[string]bool{},
 		preload: map[string]bool{}, require: map[string]bool{}, stopTimeout: m.Modules.StopTimeout}
-	var errs conf.Errors
-	sec := f.Section("modules")
 	for _, kind := range []struct {
 		key string
 		set map[string]bool
@@ -76,6 +90,9 @@ func readModulesConf(path string, reg *Registry) (*selection, error) {
 		return nil, err
 	}
 	m := &modulesFile{reg: reg}
+	if f == nil {
+		return &selection{autoload: true}, nil
+	}
 	if err := conf.DecodeFile(f, m); err != nil {
 		return nil, err
 	}
