@@ -135,9 +135,6 @@ func checkExisting(path string) error {
 	return fmt.Errorf("control socket %s: cannot tell whether it is in use: %w", path, err)
 }
 
-// Path returns the socket's path.
-func (s *Server) Path() string { return s.path }
-
 // Serve accepts connections until Close. It returns nil after Close.
 func (s *Server) Serve() error {
 	for {

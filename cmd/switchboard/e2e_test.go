@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/cli/remote"
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // The end-to-end tests build the real binary and drive it as an operator
@@ -139,7 +140,7 @@ func (e *env) startDaemon(extra ...string) *daemonProc {
 // waitReady polls the socket until the daemon answers a command.
 func (e *env) waitReady(d *daemonProc) {
 	e.t.Helper()
-	waitFor(e.t, 60*time.Second, "daemon answers on "+e.sock, func() (bool, string) {
+	testwait.UntilState(e.t, 60*time.Second, "daemon answers on "+e.sock, func() (bool, string) {
 		select {
 		case <-d.done:
 			e.t.Fatalf("daemon exited while starting: %v\n%s", d.err, d.log.String())
@@ -173,22 +174,6 @@ func (d *daemonProc) waitExit(t *testing.T) int {
 		t.Fatalf("wait: %v", d.err)
 	}
 	return 0
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last state:\n%s", what, state)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // cli runs the binary with args and returns stdout, stderr and exit code.
@@ -287,7 +272,7 @@ func TestDaemonRemoteControl(t *testing.T) {
 
 	// SIGHUP is "core reload".
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "reload after SIGHUP", func() (bool, string) {
+	testwait.UntilState(t, 10*time.Second, "reload after SIGHUP", func() (bool, string) {
 		return strings.Contains(d.log.String(), "SIGHUP: reloading"), d.log.String()
 	})
 	if _, _, rc := e.rx("module show"); rc != 0 {
@@ -434,10 +419,10 @@ func TestBackground(t *testing.T) {
 	if _, _, rc := e.rx("core stop gracefully"); rc != 0 {
 		t.Error("core stop gracefully failed")
 	}
-	waitFor(t, 30*time.Second, "background daemon to remove its socket", func() (bool, string) { return socketGone(e.sock) })
+	testwait.UntilState(t, 30*time.Second, "background daemon to remove its socket", func() (bool, string) { return socketGone(e.sock) })
 	// The socket goes first, then the modules stop and the last line is
 	// logged.
-	waitFor(t, 30*time.Second, "the background log to end", func() (bool, string) {
+	testwait.UntilState(t, 30*time.Second, "the background log to end", func() (bool, string) {
 		log, err := os.ReadFile(filepath.Join(e.data, "switchboard.log"))
 		return err == nil && strings.Contains(string(log), "switchboard stopped"), fmt.Sprintf("%v\n%s", err, log)
 	})
@@ -527,7 +512,7 @@ func (tm *tmux) send(keys ...string) {
 
 func (tm *tmux) waitScreen(what, text string) {
 	tm.t.Helper()
-	waitFor(tm.t, 30*time.Second, what+" ("+text+")", func() (bool, string) {
+	testwait.UntilState(tm.t, 30*time.Second, what+" ("+text+")", func() (bool, string) {
 		s := tm.screen()
 		return strings.Contains(s, text), s
 	})
@@ -537,7 +522,7 @@ func (tm *tmux) waitScreen(what, text string) {
 // blanks, so a completion's trailing space cannot be seen).
 func (tm *tmux) waitLineEnd(what, text string) {
 	tm.t.Helper()
-	waitFor(tm.t, 30*time.Second, what+" ("+text+")", func() (bool, string) {
+	testwait.UntilState(tm.t, 30*time.Second, what+" ("+text+")", func() (bool, string) {
 		s := tm.screen()
 		for _, l := range strings.Split(s, "\n") {
 			if strings.HasSuffix(strings.TrimRight(l, " "), text) {
@@ -551,7 +536,7 @@ func (tm *tmux) waitLineEnd(what, text string) {
 // waitGone waits for the session's program to end.
 func (tm *tmux) waitGone() {
 	tm.t.Helper()
-	waitFor(tm.t, 30*time.Second, "the console to exit", func() (bool, string) {
+	testwait.UntilState(tm.t, 30*time.Second, "the console to exit", func() (bool, string) {
 		err := exec.Command("tmux", "-L", tm.server, "has-session", "-t", "sb").Run()
 		return err != nil, tm.screen()
 	})

@@ -85,7 +85,19 @@ func KcatConsumeSASL(t testing.TB, b *Broker, topic string, want int, timeout ti
 	return kcatConsume(t, b, true, topic, want, timeout)
 }
 
-func kcatConsume(t testing.TB, b *Broker, sasl bool, topic string, want int, timeout time.Duration) []KcatMessage {
+// KcatConsumeFirst is KcatConsume for a topic that is still being written: each
+// kcat pass stops after want messages (kcat -c) instead of waiting for the end of
+// every partition, which a producer writing as fast as kcat reads can keep it from
+// reaching (such a pass would run until timeout). It returns the first want
+// messages kcat read (fewer only if the topic ended first).
+func KcatConsumeFirst(t testing.TB, b *Broker, topic string, want int, timeout time.Duration) []KcatMessage {
+	t.Helper()
+	return kcatConsume(t, b, false, topic, want, timeout, "-c", strconv.Itoa(want))
+}
+
+// kcatConsume runs kcat passes over topic until one reads at least want messages;
+// extra are more kcat arguments.
+func kcatConsume(t testing.TB, b *Broker, sasl bool, topic string, want int, timeout time.Duration, extra ...string) []KcatMessage {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var (
@@ -98,7 +110,8 @@ func kcatConsume(t testing.TB, b *Broker, sasl bool, topic string, want int, tim
 			break
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), remaining)
-		cmd := kcatCmd(ctx, t, b, sasl, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", kcatFormat)
+		args := append([]string{"-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", kcatFormat}, extra...)
+		cmd := kcatCmd(ctx, t, b, sasl, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()

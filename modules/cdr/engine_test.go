@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -66,17 +67,6 @@ func rec(i int) *Record {
 	return &Record{TS: int64(i), IP: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), SubscriberID: "s", Domain: []byte("d.example"), Action: decision.Allow, Seq: uint64(i + 1)}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestBatchMaxAndTimer(t *testing.T) {
 	e := NewEngine()
 	e.StartFlusher()
@@ -98,7 +88,7 @@ func TestBatchMaxAndTimer(t *testing.T) {
 		t.Fatalf("after 25 posts with batch 10: %d handed over", f.count())
 	}
 	// The timer takes over the idle batch of 5.
-	waitFor(t, "timer flush", func() bool { return f.count() == 25 })
+	testwait.Until(t, 5*time.Second, "timer flush", func() bool { return f.count() == 25 })
 	s := reg.Snapshot()
 	if s.Posted != 25 || s.Delivered != 25 || s.Queued != 0 || !s.Balanced() {
 		t.Fatalf("snapshot %+v", s)
@@ -276,7 +266,7 @@ func TestTimerFlushLatency(t *testing.T) {
 		<-tk.C
 		p.Post(rec(i))
 	}
-	waitFor(t, "all handed over", func() bool { return f.count() == 15 })
+	testwait.Until(t, 5*time.Second, "all handed over", func() bool { return f.count() == 15 })
 	worst := stopJitter()
 	s := reg.Snapshot()
 	if s.WaitMax > 100*time.Millisecond+worst+5*time.Millisecond {

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/lograte"
+	"github.com/switchboard-dp/switchboard/internal/metrics"
 )
 
 // Name is the engine's module name.
@@ -147,44 +148,37 @@ var (
 	descWaitMax   = prometheus.NewDesc("switchboard_cdr_handover_wait_max_seconds", "Longest time a CDR waited in a batch before hand-over.", []string{"backend"}, nil)
 	descLate      = prometheus.NewDesc("switchboard_cdr_handover_late_total", "Hand-overs whose oldest CDR waited longer than flush age + 20 ms.", []string{"backend"}, nil)
 	descUnrouted  = prometheus.NewDesc("switchboard_cdr_unrouted_total", "CDRs posted while no backend was registered.", nil, nil)
+
+	descs = metrics.Descs{descPosted, descEnqueued, descDelivered, descFailed, descDropped, descSpooled,
+		descReplayed, descLoaded, descSpoolLost, descQueued, descOldest, descWaitMax, descLate, descUnrouted}
 )
 
 // Describe implements prometheus.Collector.
-func (e *Engine) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPosted, descEnqueued, descDelivered, descFailed, descDropped, descSpooled,
-		descReplayed, descLoaded, descSpoolLost, descQueued, descOldest, descWaitMax, descLate, descUnrouted} {
-		ch <- d
-	}
-}
+func (e *Engine) Describe(ch chan<- *prometheus.Desc) { descs.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (e *Engine) Collect(ch chan<- prometheus.Metric) {
-	c := func(d *prometheus.Desc, v uint64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
-	}
-	g := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
-	}
+	out := metrics.Sink(ch)
 	for _, r := range e.Registrations() {
 		s := r.Snapshot()
 		b := s.Backend
-		c(descPosted, s.Posted, b)
-		c(descEnqueued, s.Enqueued, b)
-		c(descDelivered, s.Delivered, b)
-		c(descFailed, s.Failed, b)
+		out.CounterUint(descPosted, s.Posted, b)
+		out.CounterUint(descEnqueued, s.Enqueued, b)
+		out.CounterUint(descDelivered, s.Delivered, b)
+		out.CounterUint(descFailed, s.Failed, b)
 		for i, n := range s.DroppedBy {
-			c(descDropped, n, b, DropReason(i).String())
+			out.CounterUint(descDropped, n, b, DropReason(i).String())
 		}
-		c(descSpooled, s.Spooled, b)
-		c(descReplayed, s.Replayed, b)
-		c(descLoaded, s.Loaded, b)
-		c(descSpoolLost, s.SpoolLost, b)
-		g(descQueued, float64(s.Batched), b, "batch")
-		g(descQueued, float64(s.Inflight), b, "producer")
-		g(descQueued, float64(s.SpoolPending), b, "spool")
-		g(descOldest, s.OldestBatched.Seconds(), b)
-		g(descWaitMax, s.WaitMax.Seconds(), b)
-		c(descLate, s.WaitLate, b)
+		out.CounterUint(descSpooled, s.Spooled, b)
+		out.CounterUint(descReplayed, s.Replayed, b)
+		out.CounterUint(descLoaded, s.Loaded, b)
+		out.CounterUint(descSpoolLost, s.SpoolLost, b)
+		out.Gauge(descQueued, float64(s.Batched), b, "batch")
+		out.Gauge(descQueued, float64(s.Inflight), b, "producer")
+		out.Gauge(descQueued, float64(s.SpoolPending), b, "spool")
+		out.Gauge(descOldest, s.OldestBatched.Seconds(), b)
+		out.Gauge(descWaitMax, s.WaitMax.Seconds(), b)
+		out.CounterUint(descLate, s.WaitLate, b)
 	}
-	c(descUnrouted, e.Unrouted())
+	out.CounterUint(descUnrouted, e.Unrouted())
 }

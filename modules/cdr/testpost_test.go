@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/cli"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 func TestTestPostCommand(t *testing.T) {
@@ -30,7 +31,7 @@ func TestTestPostCommand(t *testing.T) {
 	if want := "posted 250 CDRs seq 1000..1249"; !strings.HasPrefix(out.String(), want) {
 		t.Fatalf("output %q, want prefix %q", out.String(), want)
 	}
-	waitFor(t, "250 records", func() bool { return f.count() == 250 })
+	testwait.Until(t, 5*time.Second, "250 records", func() bool { return f.count() == 250 })
 	f.mu.Lock()
 	for i, g := range f.got {
 		if !strings.Contains(g, fmt.Sprintf(`"seq":%d}`, 1000+i)) || !strings.Contains(g, fmt.Sprintf(`"ip":"10.77.0.%d"`, i%3+1)) {

@@ -216,7 +216,6 @@ type batcher struct {
 	keyText bool
 	max     int
 	out     []reskafka.OutMessage // produceBatch scratch, reused for every batch
-	scratch [16]byte
 }
 
 // Add implements cdr.Batcher: it encodes the key and the JSON value.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/conf"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
@@ -286,13 +287,10 @@ func TestSpoolModeEndToEnd(t *testing.T) {
 		p2.Post(record(i))
 	}
 	p2.Flush()
-	deadline := time.Now().Add(5 * time.Second)
-	for check(t, r2.reg).Queued != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained: %+v", r2.reg.Snapshot())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.UntilState(t, 5*time.Second, "the queue drained", func() (bool, string) {
+		s := check(t, r2.reg)
+		return s.Queued == 0, fmt.Sprintf("%+v", s)
+	})
 	p2.Close()
 	r2.stop()
 	all := fp.seqs(t)

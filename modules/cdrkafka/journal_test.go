@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 )
 
@@ -54,17 +55,6 @@ func (r *rig) crash() {
 	}
 }
 
-func waitT(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func journalFiles(t *testing.T, dir string) (logs, bytes int) {
 	t.Helper()
 	ents, _ := os.ReadDir(filepath.Join(dir, "journal"))
@@ -102,7 +92,7 @@ func TestJournalKill9(t *testing.T) {
 		t.Fatalf("journal outstanding %d after 40 deliveries, want 60", n)
 	}
 	// Sealed segments whose records were all delivered are gone.
-	waitT(t, "acks written", func() bool {
+	testwait.Until(t, 5*time.Second, "acks written", func() bool {
 		r.k.jr.mu.Lock()
 		defer r.k.jr.mu.Unlock()
 		for _, s := range r.k.jr.segs {
@@ -119,13 +109,13 @@ func TestJournalKill9(t *testing.T) {
 	if s := check(t, r2.reg); s.Loaded != 60 {
 		t.Fatalf("loaded %d from the journal, want 60", s.Loaded)
 	}
-	waitT(t, "replay", func() bool { return check(t, r2.reg).Queued == 0 })
+	testwait.Until(t, 5*time.Second, "replay", func() bool { return check(t, r2.reg).Queued == 0 })
 	p2 := r2.e.NewPoster()
 	for i := 100; i < 120; i++ {
 		p2.Post(record(i))
 	}
 	p2.Close()
-	waitT(t, "new records", func() bool { return check(t, r2.reg).Delivered == 80 })
+	testwait.Until(t, 5*time.Second, "new records", func() bool { return check(t, r2.reg).Delivered == 80 })
 	r2.stop()
 	all := fp.seqs(t)
 	for seq, n := range fp2.seqs(t) {
@@ -166,7 +156,7 @@ func TestJournalFailuresAndStop(t *testing.T) {
 	if s := check(t, r2.reg); s.Loaded != 40 {
 		t.Fatalf("loaded %d, want 40 (the spool's only: the journal was acknowledged)", s.Loaded)
 	}
-	waitT(t, "replay", func() bool { return check(t, r2.reg).Queued == 0 })
+	testwait.Until(t, 5*time.Second, "replay", func() bool { return check(t, r2.reg).Queued == 0 })
 	r2.stop()
 	all := fp.seqs(t)
 	for seq, n := range fp2.seqs(t) {

@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
@@ -106,7 +107,12 @@ var rowRE = regexp.MustCompile(`(?m)^  ([a-z -]+?)\s{2,}(\d+)`)
 // checks the invariant line.
 func (r *hostRig) status() map[string]uint64 {
 	r.t.Helper()
-	out := r.cli("cdr show status")
+	return r.parseStatus(r.cli("cdr show status"))
+}
+
+// parseStatus parses the output of "cdr show status" as status does.
+func (r *hostRig) parseStatus(out string) map[string]uint64 {
+	r.t.Helper()
 	if !strings.Contains(out, ": ok") || strings.Contains(out, "VIOLATED") {
 		r.t.Fatalf("invariant not ok:\n%s", out)
 	}
@@ -120,17 +126,16 @@ func (r *hostRig) status() map[string]uint64 {
 
 func (r *hostRig) waitStatus(what string, timeout time.Duration, cond func(map[string]uint64) bool) map[string]uint64 {
 	r.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		s := r.status()
+	var s map[string]uint64
+	testwait.UntilState(r.t, timeout, what, func() (bool, string) {
+		out := r.cli("cdr show status")
+		s = r.parseStatus(out)
 		if cond(s) {
-			return s
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("timed out waiting for %s: %v\n%s\nlogs:\n%s", what, s, r.cli("cdr show status"), tail(r.logs.String(), 3000))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("%v\n%s\nlogs:\n%s", s, out, tail(r.logs.String(), 3000))
+	})
+	return s
 }
 
 func tail(s string, n int) string {

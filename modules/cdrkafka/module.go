@@ -48,6 +48,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/lograte"
+	"github.com/switchboard-dp/switchboard/internal/metrics"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 )
@@ -337,15 +338,13 @@ var (
 	descReplayInfl    = prometheus.NewDesc("switchboard_cdr_kafka_replay_inflight", "Replayed CDRs awaiting their delivery report.", nil, nil)
 	descJournalPend   = prometheus.NewDesc("switchboard_cdr_kafka_journal_pending", "Journaled CDRs awaiting their delivery report (journal = yes).", nil, nil)
 	descJournalErr    = prometheus.NewDesc("switchboard_cdr_kafka_journal_errors_total", "Batches produced without their journal write (write failed).", nil, nil)
+
+	descs = metrics.Descs{descSpoolBytes, descSpoolSegments, descSpoolRecords, descSpoolCorrupt, descSpoolRegions,
+		descSpoolWErr, descSpooling, descQueueFull, descDelivErr, descLate, descReplayInfl, descJournalPend, descJournalErr}
 )
 
 // Describe implements prometheus.Collector.
-func (m *Module) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSpoolBytes, descSpoolSegments, descSpoolRecords, descSpoolCorrupt, descSpoolRegions,
-		descSpoolWErr, descSpooling, descQueueFull, descDelivErr, descLate, descReplayInfl, descJournalPend, descJournalErr} {
-		ch <- d
-	}
-}
+func (m *Module) Describe(ch chan<- *prometheus.Desc) { descs.Describe(ch) }
 
 // Collect implements prometheus.Collector. The per-backend CDR counters are
 // the cdr module's (switchboard_cdr_*{backend="kafka"}).
@@ -354,33 +353,24 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 	if k == nil {
 		return
 	}
-	g := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
-	}
-	c := func(d *prometheus.Desc, v uint64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
-	}
-	c(descQueueFull, k.queueFull.Load())
-	c(descDelivErr, k.deliveryErrors.Load())
-	c(descLate, k.lateDelivered.Load(), "delivered")
-	c(descLate, k.lateFailed.Load(), "failed")
+	out := metrics.Sink(ch)
+	out.CounterUint(descQueueFull, k.queueFull.Load())
+	out.CounterUint(descDelivErr, k.deliveryErrors.Load())
+	out.CounterUint(descLate, k.lateDelivered.Load(), "delivered")
+	out.CounterUint(descLate, k.lateFailed.Load(), "failed")
 	if k.sp != nil {
 		s := k.sp.status()
-		g(descSpoolBytes, float64(s.Bytes))
-		g(descSpoolSegments, float64(s.Segments))
-		g(descSpoolRecords, float64(s.Records))
-		c(descSpoolCorrupt, s.CorruptBytes)
-		c(descSpoolRegions, s.CorruptRegions)
-		c(descSpoolWErr, s.WriteErrors)
-		sp := 0.0
-		if k.spooling.Load() {
-			sp = 1
-		}
-		g(descSpooling, sp)
-		g(descReplayInfl, float64(k.replayInflight.Load()))
+		out.Gauge(descSpoolBytes, float64(s.Bytes))
+		out.Gauge(descSpoolSegments, float64(s.Segments))
+		out.Gauge(descSpoolRecords, float64(s.Records))
+		out.CounterUint(descSpoolCorrupt, s.CorruptBytes)
+		out.CounterUint(descSpoolRegions, s.CorruptRegions)
+		out.CounterUint(descSpoolWErr, s.WriteErrors)
+		out.GaugeBool(descSpooling, k.spooling.Load())
+		out.Gauge(descReplayInfl, float64(k.replayInflight.Load()))
 	}
 	if k.jr != nil {
-		g(descJournalPend, float64(k.jr.journalOutstanding()))
-		c(descJournalErr, k.journalErrors.Load())
+		out.Gauge(descJournalPend, float64(k.jr.journalOutstanding()))
+		out.CounterUint(descJournalErr, k.journalErrors.Load())
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 func openT(t *testing.T, dir string) (*spool, int, []corruption) {
@@ -138,19 +140,14 @@ func TestSpoolAcksSkipDeliveredAfterCrash(t *testing.T) {
 		s.settle(r.seg, r.index, true)
 	}
 	// Let the sync loop write the acks, then "crash" (no close).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.Until(t, 5*time.Second, "the acks written", func() bool {
 		a, _ := filepath.Glob(filepath.Join(dir, "*.ack"))
-		if len(a) == 1 {
-			if fi, _ := os.Stat(a[0]); fi.Size() == 32 {
-				break
-			}
+		if len(a) != 1 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("acks not written")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		fi, _ := os.Stat(a[0])
+		return fi != nil && fi.Size() == 32
+	})
 	s2, n, _ := openT(t, dir)
 	defer s2.close()
 	if n != 6 {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -217,12 +216,6 @@ func replayOnce(tb testing.TB, bp *benchPolicy, path string, workers int) benchR
 		tb.Fatalf("queries %d, CDRs posted %d, encoded %d", r.Queries, r.CDRs, got)
 	}
 	return r
-}
-
-var benchCapture struct {
-	once sync.Once
-	path string
-	bp   *benchPolicy
 }
 
 // BenchmarkEngine replays a 200k-query capture (30% block-list names)

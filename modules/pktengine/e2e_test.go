@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/cdrkafka"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
@@ -89,18 +90,14 @@ func startE2E(t testing.TB, queries int, onQueueFull string) *e2eRig {
 	// Wait until policy_sync has applied the feed.
 	inst, _ := h.Instance(respolicy.Name)
 	pol := inst.(*respolicy.Module)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testwait.UntilState(t, 60*time.Second, "the policy feed applied", func() (bool, string) {
 		s := pol.Snapshot()
 		if s.Decide("family", []byte("blocked.example")).Action == decision.Block &&
 			s.Decide("family", []byte("evil-c2.example")).Action == decision.Sinkhole {
-			break
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("policy feed not applied within 60s\n%s", logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, "logs:\n" + logs.String()
+	})
 
 	return &e2eRig{b: b, h: h, capPath: capPath, cdrTopic: cdrTopic, logs: logs}
 }

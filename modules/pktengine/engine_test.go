@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
@@ -238,10 +239,7 @@ func TestStopSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.e.Status().Totals.Queries == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the first query read", func() bool { return h.e.Status().Totals.Queries > 0 })
 	n, err := h.e.StopSource(context.Background(), 0)
 	if err != nil || n != 1 {
 		t.Fatalf("stopped %d: %v", n, err)
@@ -298,9 +296,7 @@ func TestSubscriberSwapUnderTraffic(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := 0; ; i++ {
-			select {
-			case <-time.After(time.Millisecond):
-			}
+			time.Sleep(time.Millisecond)
 			g := "a"
 			if i%2 == 1 {
 				g = "b"

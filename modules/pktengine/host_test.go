@@ -3,6 +3,7 @@ package pktengine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
@@ -109,10 +111,7 @@ func TestInHost(t *testing.T) {
 		if err := h.Run(ctx, "packet replay "+capPath+" wait", &buf); err != nil {
 			t.Fatalf("replay: %v: %s", err, buf.String())
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for len(be.snapshot()) < wantCDRs && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		testwait.Until(t, 10*time.Second, fmt.Sprintf("%d CDRs", wantCDRs), func() bool { return len(be.snapshot()) >= wantCDRs })
 		recs := be.snapshot()
 		if len(recs) != wantCDRs {
 			t.Fatalf("%d CDRs, want %d", len(recs), wantCDRs)

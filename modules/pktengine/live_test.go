@@ -2,12 +2,12 @@ package pktengine
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -54,7 +54,7 @@ func TestLiveLoopback(t *testing.T) {
 		if sent%2 == 0 {
 			name = "www.blocked.example"
 		}
-		c.Write(capgen.BuildQuery(uint16(sent), name, 1))
+		c.Write(dnsQuery(uint16(sent), name, 1))
 		sent++
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -68,4 +68,18 @@ func TestLiveLoopback(t *testing.T) {
 	if n, _ := e.StopSource(context.Background(), 0); n != 1 {
 		t.Fatalf("stopped %d", n)
 	}
+}
+
+// dnsQuery returns a DNS query message for name and qtype: RD set, one
+// question of class IN, no EDNS.
+func dnsQuery(id uint16, name string, qtype uint16) []byte {
+	b := binary.BigEndian.AppendUint16(nil, id)
+	b = append(b, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0) // flags RD, QDCOUNT 1, no other records
+	for _, l := range strings.Split(name, ".") {
+		b = append(b, byte(len(l)))
+		b = append(b, l...)
+	}
+	b = append(b, 0) // the root label
+	b = binary.BigEndian.AppendUint16(b, qtype)
+	return binary.BigEndian.AppendUint16(b, 1) // class IN
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-dp/switchboard/internal/metrics"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
@@ -23,17 +24,15 @@ var (
 	descReadErrs  = prometheus.NewDesc("switchboard_pkt_read_errors_total", "Failed packet reads.", nil, nil)
 	descQueue     = prometheus.NewDesc("switchboard_pkt_worker_queue_depth", "Queries handed to a worker and not yet decided.", []string{"worker"}, nil)
 	descSources   = prometheus.NewDesc("switchboard_pkt_sources_running", "Packet sources being read.", nil, nil)
+
+	descs = metrics.Descs{descPackets, descBytes, descQueries, descResponses, descErrors, descIgnored,
+		descDecisions, descCDRs, descSkipped, descDropped, descReadErrs, descQueue, descSources}
 )
 
 var _ prometheus.Collector = (*Module)(nil)
 
 // Describe implements prometheus.Collector.
-func (m *Module) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descQueries, descResponses, descErrors, descIgnored,
-		descDecisions, descCDRs, descSkipped, descDropped, descReadErrs, descQueue, descSources} {
-		ch <- d
-	}
-}
+func (m *Module) Describe(ch chan<- *prometheus.Desc) { descs.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (m *Module) Collect(ch chan<- prometheus.Metric) {
@@ -42,41 +41,39 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	st := e.Status()
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
+	out := metrics.Sink(ch)
 	t := st.Totals
-	counter(descPackets, t.Packets)
-	counter(descBytes, t.Bytes)
-	counter(descQueries, t.Queries)
-	counter(descResponses, t.Responses)
+	out.CounterUint(descPackets, t.Packets)
+	out.CounterUint(descBytes, t.Bytes)
+	out.CounterUint(descQueries, t.Queries)
+	out.CounterUint(descResponses, t.Responses)
 	for r, v := range t.Reasons {
 		rr := dnsdecode.Reason(r)
 		switch {
 		case r == 0:
 		case rr.IsMalformed():
-			counter(descErrors, v, rr.String())
+			out.CounterUint(descErrors, v, rr.String())
 		default:
-			counter(descIgnored, v, rr.String())
+			out.CounterUint(descIgnored, v, rr.String())
 		}
 	}
 	for a := decision.Action(0); a < decision.NumActions; a++ {
-		counter(descDecisions, st.Decided[a], a.String())
-		counter(descSkipped, st.Skipped[a], a.String())
+		out.CounterUint(descDecisions, st.Decided[a], a.String())
+		out.CounterUint(descSkipped, st.Skipped[a], a.String())
 	}
-	counter(descCDRs, st.CDRs)
-	counter(descDropped, t.KernelDropped, "kernel")
-	counter(descDropped, t.IfDropped, "interface")
-	counter(descDropped, t.Dropped+st.Dropped, "shutdown")
-	counter(descReadErrs, t.ReadErrors)
+	out.CounterUint(descCDRs, st.CDRs)
+	out.CounterUint(descDropped, t.KernelDropped, "kernel")
+	out.CounterUint(descDropped, t.IfDropped, "interface")
+	out.CounterUint(descDropped, t.Dropped+st.Dropped, "shutdown")
+	out.CounterUint(descReadErrs, t.ReadErrors)
 	for _, w := range st.Workers {
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(w.Queued), strconv.Itoa(w.ID))
+		out.Gauge(descQueue, float64(w.Queued), strconv.Itoa(w.ID))
 	}
 	running := 0
-	for _, s := range st.Sources {
-		if s.State == "running" {
+	for _, src := range st.Sources {
+		if src.State == "running" {
 			running++
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(descSources, prometheus.GaugeValue, float64(running))
+	out.Gauge(descSources, float64(running))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
 )
@@ -104,21 +105,10 @@ func (ph *policyHost) sync() *Module {
 	return inst.(*Module)
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitApplied waits until the feeder applied offset off of partition 0.
 func (ph *policyHost) waitApplied(topic string, off int64) {
 	ph.t.Helper()
-	eventually(ph.t, 60*time.Second, fmt.Sprintf("offset %d applied", off), func() bool {
+	testwait.Until(ph.t, 60*time.Second, fmt.Sprintf("offset %d applied", off), func() bool {
 		f := ph.sync().Feeder()
 		return f != nil && f.Stats().Applied[TP{topic, 0}] >= off
 	})
@@ -161,7 +151,7 @@ func TestSeedDemoThroughKafka(t *testing.T) {
 		}
 	}
 	complete := int64(len(lines) - 2) // offset of SYNC_COMPLETE enterprise_a
-	eventually(t, 30*time.Second, "commit", func() bool { return ph.committed(topic) == complete+1 })
+	testwait.Until(t, 30*time.Second, "commit", func() bool { return ph.committed(topic) == complete+1 })
 	c := ph.policy.Store().Counters()
 	if c.Rejected["kafka"][respolicy.ReasonMalformedJSON] != 1 || c.Rejected["kafka"][respolicy.ReasonCompleteWithoutBegin] != 1 {
 		t.Errorf("rejected %+v", c.Rejected)
@@ -200,7 +190,7 @@ func TestCrashReplayThroughKafka(t *testing.T) {
 	dir := t.TempDir()
 	ph := startPolicyHost(t, b, dir, topic)
 	ph.waitApplied(topic, int64(len(first)-1))
-	eventually(t, 30*time.Second, "first commit", func() bool { return ph.committed(topic) == 3 })
+	testwait.Until(t, 30*time.Second, "first commit", func() bool { return ph.committed(topic) == 3 })
 	// Mid-sync: the old policy is still active.
 	if out := ph.run("policy lookup enterprise_a old.com"); !strings.Contains(out, "BLACKLIST") {
 		t.Fatalf("mid-sync lookup:\n%s", out)
@@ -223,7 +213,7 @@ func TestCrashReplayThroughKafka(t *testing.T) {
 	defer ph2.h.Stop(core.StopGracefully)
 	ph2.waitApplied(topic, total-1)
 	check(ph2)
-	eventually(t, 30*time.Second, "commit past the second SYNC_COMPLETE", func() bool { return ph2.committed(topic) == total-1 })
+	testwait.Until(t, 30*time.Second, "commit past the second SYNC_COMPLETE", func() bool { return ph2.committed(topic) == total-1 })
 	g, _ := ph2.policy.Snapshot().Group("enterprise_a")
 	if g.Syncs != 2 {
 		t.Errorf("syncs %d", g.Syncs)
@@ -237,7 +227,7 @@ func TestCrashReplayThroughKafka(t *testing.T) {
 	if err := ph2.h.Load(Name); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "re-read after the commit", func() bool {
+	testwait.Until(t, 60*time.Second, "re-read after the commit", func() bool {
 		st := ph2.sync().Feeder().Stats()
 		return st.Replayed >= 1
 	})

@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-dp/switchboard/internal/metrics"
 )
 
 var (
@@ -14,14 +16,12 @@ var (
 	descRejected     = prometheus.NewDesc("switchboard_policy_sync_rejected_total", "Feed messages skipped, by reason.", []string{"reason"}, nil)
 	descOpen         = prometheus.NewDesc("switchboard_policy_sync_open_syncs", "Syncs begun and not yet completed.", nil, nil)
 	descApplied      = prometheus.NewDesc("switchboard_policy_sync_applied_offset", "Highest offset applied, per partition.", []string{"topic", "partition"}, nil)
+
+	descs = metrics.Descs{descCommits, descCommitErrors, descReplayed, descConsumed, descRejected, descOpen, descApplied}
 )
 
 // Describe implements prometheus.Collector.
-func (m *Module) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCommits, descCommitErrors, descReplayed, descConsumed, descRejected, descOpen, descApplied} {
-		ch <- d
-	}
-}
+func (m *Module) Describe(ch chan<- *prometheus.Desc) { descs.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (m *Module) Collect(ch chan<- prometheus.Metric) {
@@ -30,18 +30,19 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	st := f.Stats()
-	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(m.commits.Load()))
-	ch <- prometheus.MustNewConstMetric(descCommitErrors, prometheus.CounterValue, float64(m.commitErrors.Load()))
-	ch <- prometheus.MustNewConstMetric(descReplayed, prometheus.CounterValue, float64(st.Replayed))
+	out := metrics.Sink(ch)
+	out.CounterInt(descCommits, m.commits.Load())
+	out.CounterInt(descCommitErrors, m.commitErrors.Load())
+	out.CounterUint(descReplayed, st.Replayed)
 	for t, n := range st.ByType {
-		ch <- prometheus.MustNewConstMetric(descConsumed, prometheus.CounterValue, float64(n), t.String())
+		out.CounterUint(descConsumed, n, t.String())
 	}
 	for r, n := range st.Rejected {
-		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), r)
+		out.CounterUint(descRejected, n, r)
 	}
-	ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(len(st.Open)))
+	out.Gauge(descOpen, float64(len(st.Open)))
 	for tp, off := range st.Applied {
-		ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(off), tp.Topic, itoa(tp.Partition))
+		out.Gauge(descApplied, float64(off), tp.Topic, itoa(tp.Partition))
 	}
 }
 

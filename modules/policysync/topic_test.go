@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // syncState returns the "State:" line of "policy show sync".
@@ -52,7 +53,7 @@ func TestFeedTopicCreatedAfterStart(t *testing.T) {
 	ph := startPolicyHost(t, b, t.TempDir(), topic)
 	defer ph.h.Stop(core.StopGracefully)
 	want := "waiting for topic " + topic + " to be created"
-	eventually(t, 20*time.Second, "the waiting state", func() bool { return strings.Contains(ph.syncState(), want) })
+	testwait.Until(t, 20*time.Second, "the waiting state", func() bool { return strings.Contains(ph.syncState(), want) })
 	if st := ph.syncState(); strings.Contains(st, "last error") {
 		t.Errorf("State while waiting: %s", st)
 	}
@@ -60,7 +61,7 @@ func TestFeedTopicCreatedAfterStart(t *testing.T) {
 	lines := seedFeed()
 	kafkatest.KcatProduce(t, b, topic, lines, "enterprise_a")
 	ph.waitApplied(topic, int64(len(lines)-1))
-	eventually(t, 10*time.Second, "the end of the wait", func() bool { return !strings.Contains(ph.syncState(), "waiting") })
+	testwait.Until(t, 10*time.Second, "the end of the wait", func() bool { return !strings.Contains(ph.syncState(), "waiting") })
 	if st := ph.syncState(); !strings.HasPrefix(st, "running since ") || strings.Contains(st, "last error") {
 		t.Errorf("State after the feed: %s", st)
 	}
@@ -90,7 +91,7 @@ func TestFeedTopicMissingAfterGrace(t *testing.T) {
 	agree := func(what string) string {
 		t.Helper()
 		var st, ce string
-		eventually(t, 20*time.Second, what, func() bool {
+		testwait.Until(t, 20*time.Second, what, func() bool {
 			st, ce = ph.syncState(), ph.consumerLastError()
 			m := lastErr.FindStringSubmatch(st)
 			return m != nil && m[1] == ce && strings.Contains(ce, what)

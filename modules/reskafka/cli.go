@@ -367,7 +367,7 @@ func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) er
 	text := strings.Join(rest, " ")
 	c, err := m.conn(name)
 	if err != nil {
-		return fmt.Errorf("No connection named %s", name)
+		return err
 	}
 	p, err := m.Producer(name)
 	if err != nil {
@@ -376,14 +376,14 @@ func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) er
 	defer p.Release()
 	done := make(chan Delivery, 1)
 	if err := p.Produce(topic, key, []byte(text), nil, func(d Delivery) { done <- d }); err != nil {
-		return fmt.Errorf("Message not queued: %s", c.mask(err.Error()))
+		return fmt.Errorf("message not queued: %s", c.mask(err.Error()))
 	}
 	timer := time.NewTimer(testSendTimeout)
 	defer timer.Stop()
 	select {
 	case d := <-done:
 		if d.Err != nil {
-			return fmt.Errorf("Message delivery to %s failed: %s (%s)", topic, c.mask(d.Err.Error()), d.Status)
+			return fmt.Errorf("message delivery to %s failed: %s (%s)", topic, c.mask(d.Err.Error()), d.Status)
 		}
 		fmt.Fprintf(w, "Message delivered to %s [%d] at offset %d\n", d.Topic, d.Partition, d.Offset)
 	case <-timer.C:
@@ -392,9 +392,9 @@ func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) er
 		if lastErr.Message != "" {
 			le = ", last error: " + lastErr.String()
 		}
-		return fmt.Errorf("Message not delivered within %s; it stays queued (connection state %s%s)", testSendTimeout, state, le)
+		return fmt.Errorf("message not delivered within %s; it stays queued (connection state %s%s)", testSendTimeout, state, le)
 	case <-ctx.Done():
-		return errors.New("Interrupted; the message stays queued")
+		return errors.New("interrupted; the message stays queued")
 	}
 	return nil
 }

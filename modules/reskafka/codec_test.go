@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // TestCompressionCodecsAndIdempotence produces through one connection per
@@ -58,7 +60,7 @@ func TestCompressionCodecsAndIdempotence(t *testing.T) {
 		}
 	}
 	total := per * (len(codecs) + 1)
-	eventually(t, 60*time.Second, "all codecs consumed", func() bool {
+	testwait.Until(t, 60*time.Second, "all codecs consumed", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == total

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 func TestGroupRebalanceExactlyOnceRange(t *testing.T) { testGroupRebalance(t, "range", "EAGER") }
@@ -78,13 +80,13 @@ handler_queue = 16
 		return len(seen)
 	}
 	produce(0, n/3)
-	eventually(t, 60*time.Second, "member a consuming", func() bool { return count() > 100 })
+	testwait.Until(t, 60*time.Second, "member a consuming", func() bool { return count() > 100 })
 	bsub, err := th.m.Subscribe("main", []string{topic}, handler("b"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	produce(n/3, 2*n/3)
-	eventually(t, 60*time.Second, "member b assigned", func() bool { return len(bsub.Status().Partitions) > 0 })
+	testwait.Until(t, 60*time.Second, "member b assigned", func() bool { return len(bsub.Status().Partitions) > 0 })
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +94,9 @@ handler_queue = 16
 	if left := p.Flush(30 * time.Second); left != 0 {
 		t.Fatalf("%d undelivered", left)
 	}
-	eventually(t, 90*time.Second, "every message handled", func() bool { return count() == n })
+	testwait.Until(t, 90*time.Second, "every message handled", func() bool { return count() == n })
 	// Give late duplicates a chance to show up before judging.
-	eventually(t, 30*time.Second, "b owns all partitions", func() bool { return len(bsub.Status().Partitions) == 4 })
+	testwait.Until(t, 30*time.Second, "b owns all partitions", func() bool { return len(bsub.Status().Partitions) == 4 })
 	st := bsub.Status()
 	if st.Protocol != protocol {
 		t.Errorf("protocol %q, want %q", st.Protocol, protocol)

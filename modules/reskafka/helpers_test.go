@@ -87,18 +87,6 @@ func (th *testHost) writeConf(text string) {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func uniqueTopic(t testing.TB) string {
 	return strings.NewReplacer("/", "-", " ", "-").Replace(fmt.Sprintf("rk-%s-%d", t.Name(), time.Now().UnixNano()%1e9))
 }

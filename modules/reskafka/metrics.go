@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-dp/switchboard/internal/metrics"
 )
 
 var (
@@ -21,59 +23,48 @@ var (
 	descLag       = prometheus.NewDesc("switchboard_kafka_consumer_lag_messages", "Consumer lag per partition, when known.", []string{"connection", "group", "topic", "partition"}, nil)
 	descEnsure    = prometheus.NewDesc("switchboard_kafka_topic_ensure_total", "EnsureTopic outcomes.", []string{"result"}, nil)
 	descCBPanics  = prometheus.NewDesc("switchboard_kafka_callback_panics_total", "Delivery callbacks that panicked.", nil, nil)
+
+	descs = metrics.Descs{descProduced, descDelivered, descFailed, descDropped, descQueued, descErrors,
+		descUp, descReceived, descHandled, descHErrors, descDiscarded, descLag, descEnsure, descCBPanics}
 )
 
 var _ prometheus.Collector = (*Module)(nil)
 
 // Describe implements prometheus.Collector.
-func (m *Module) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProduced, descDelivered, descFailed, descDropped, descQueued, descErrors,
-		descUp, descReceived, descHandled, descHErrors, descDiscarded, descLag, descEnsure, descCBPanics} {
-		ch <- d
-	}
-}
+func (m *Module) Describe(ch chan<- *prometheus.Desc) { descs.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (m *Module) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+	out := metrics.Sink(ch)
 	for _, name := range m.Connections() {
 		c, err := m.conn(name)
 		if err != nil {
 			continue
 		}
-		counter(descProduced, c.produced.Load(), name)
-		counter(descDelivered, c.delivered.Load(), name)
-		counter(descFailed, c.failed.Load(), name)
+		out.CounterInt(descProduced, c.produced.Load(), name)
+		out.CounterInt(descDelivered, c.delivered.Load(), name)
+		out.CounterInt(descFailed, c.failed.Load(), name)
 		for i := range c.dropped {
-			counter(descDropped, c.dropped[i].Load(), name, dropReasons[i])
+			out.CounterInt(descDropped, c.dropped[i].Load(), name, dropReasons[i])
 		}
-		gauge(descQueued, float64(c.queued()), name)
-		counter(descErrors, c.errorsN.Load(), name)
+		out.Gauge(descQueued, float64(c.queued()), name)
+		out.CounterInt(descErrors, c.errorsN.Load(), name)
 		state, _ := c.getState()
-		up := 0.0
-		if state == stateUp {
-			up = 1
-		}
-		gauge(descUp, up, name, state)
+		out.GaugeBool(descUp, state == stateUp, name, state)
 	}
 	for _, s := range m.allSubscriptions() {
 		st := s.Status()
-		counter(descReceived, st.Received, st.Connection, st.Group, st.Name)
-		counter(descHandled, st.Handled, st.Connection, st.Group, st.Name)
-		counter(descHErrors, st.HandlerErrors, st.Connection, st.Group, st.Name)
-		counter(descDiscarded, st.Discarded, st.Connection, st.Group, st.Name)
+		out.CounterInt(descReceived, st.Received, st.Connection, st.Group, st.Name)
+		out.CounterInt(descHandled, st.Handled, st.Connection, st.Group, st.Name)
+		out.CounterInt(descHErrors, st.HandlerErrors, st.Connection, st.Group, st.Name)
+		out.CounterInt(descDiscarded, st.Discarded, st.Connection, st.Group, st.Name)
 		for _, p := range st.Partitions {
 			if p.Lag >= 0 {
-				gauge(descLag, float64(p.Lag), st.Connection, st.Group, p.Topic, strconv.Itoa(int(p.Partition)))
+				out.Gauge(descLag, float64(p.Lag), st.Connection, st.Group, p.Topic, strconv.Itoa(int(p.Partition)))
 			}
 		}
 	}
-	counter(descEnsure, m.ensureOK.Load(), "ok")
-	counter(descEnsure, m.ensureFailed.Load(), "failed")
-	counter(descCBPanics, m.callbackPanics.Load())
+	out.CounterInt(descEnsure, m.ensureOK.Load(), "ok")
+	out.CounterInt(descEnsure, m.ensureFailed.Load(), "failed")
+	out.CounterInt(descCBPanics, m.callbackPanics.Load())
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 func TestRoundTripKeysHeaders(t *testing.T) {
@@ -69,7 +71,7 @@ linger_ms = 1
 		t.Errorf("%d delivery callbacks, want %d", delivered, n)
 	}
 	dmu.Unlock()
-	eventually(t, 30*time.Second, "all messages consumed", func() bool {
+	testwait.Until(t, 30*time.Second, "all messages consumed", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == n
@@ -100,7 +102,7 @@ linger_ms = 1
 		t.Errorf("test send: %s", out)
 	}
 	out = th.run("kafka test send connection nope topic x message y")
-	if strings.TrimSpace(out) != "ERROR: No connection named nope" {
+	if strings.TrimSpace(out) != "ERROR: no connection named nope" {
 		t.Errorf("unknown connection: %q", out)
 	}
 	out = th.run("kafka show connection main")

@@ -64,7 +64,7 @@ func (m *Module) cliPublishFile(ctx context.Context, w io.Writer, args []string)
 	}
 	c, err := m.conn(name)
 	if err != nil {
-		return fmt.Errorf("No connection named %s", name)
+		return err
 	}
 	f, err := os.Open(path)
 	if err != nil {

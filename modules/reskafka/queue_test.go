@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // closedPort returns a loopback port nothing listens on.
@@ -87,7 +88,7 @@ reconnect_backoff_max_ms = 1000
 	if out := th.run("kafka show connection down"); !strings.Contains(out, "queue_full 5") {
 		t.Errorf("show connection:\n%s", out)
 	}
-	eventually(t, 10*time.Second, "connection down state", func() bool {
+	testwait.Until(t, 10*time.Second, "connection down state", func() bool {
 		st, _ := th.m.Status("down")
 		return st.State == stateDown
 	})

@@ -476,11 +476,6 @@ func (p *rdProducer) destroy() {
 	C.rd_kafka_destroy(p.rk)
 }
 
-// rdVersion is the version of the linked librdkafka and of the header.
-func rdVersion() (linked, header int) {
-	return int(C.rd_kafka_version()), int(C.RD_KAFKA_VERSION)
-}
-
 // serve runs one poll step of the connection's librdkafka producer kp
 // (behind handle p) and handles what it found; it returns how much work
 // there was (0: the queue was empty).

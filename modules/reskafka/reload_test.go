@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // TestReloadUnderLoadLosesNothing produces a steady few thousand messages a
@@ -59,7 +60,7 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 		}
 	}()
 	waitSent := func(n int64) {
-		eventually(t, 30*time.Second, fmt.Sprintf("%d sent", n), func() bool { return sent.Load() >= n })
+		testwait.Until(t, 30*time.Second, fmt.Sprintf("%d sent", n), func() bool { return sent.Load() >= n })
 	}
 	waitSent(2000)
 	th.writeConf(confText(20, "[other]\nbrokers = "+b.Bootstrap+"\n"))

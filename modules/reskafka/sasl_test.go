@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // TestSASLSSLScram: SCRAM-SHA-512 over SASL_SSL works; a wrong password
@@ -50,7 +52,7 @@ debug = security,broker
 	if !strings.Contains(out, "failed") && !strings.Contains(out, "not delivered") {
 		t.Errorf("wrong password send: %s", out)
 	}
-	eventually(t, 20*time.Second, "auth failed state", func() bool {
+	testwait.Until(t, 20*time.Second, "auth failed state", func() bool {
 		st, _ := th.m.Status("badpass")
 		return st.State == stateAuthFailed
 	})
@@ -63,7 +65,7 @@ debug = security,broker
 	}
 	run("kafka show connection secure")
 	run("kafka show status")
-	eventually(t, 10*time.Second, "broker statistics", func() bool {
+	testwait.Until(t, 10*time.Second, "broker statistics", func() bool {
 		return strings.Contains(run("kafka show connection secure"), ", rtt ")
 	})
 	logs := th.logs.String()

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // TestSlowHandlerDelaysNothingElse: one subscription's handler is very slow;
@@ -58,7 +60,7 @@ handler_queue = 8
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, "slow subscription paused", func() bool { return slow.Status().Paused })
+	testwait.Until(t, 30*time.Second, "slow subscription paused", func() bool { return slow.Status().Paused })
 	start := time.Now()
 	var delivered atomic.Int64
 	for i := 0; i < 500; i++ {
@@ -70,16 +72,16 @@ handler_queue = 8
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "delivery reports while a handler is stuck", func() bool { return delivered.Load() == 500 })
+	testwait.Until(t, 10*time.Second, "delivery reports while a handler is stuck", func() bool { return delivered.Load() == 500 })
 	drTime := time.Since(start)
-	eventually(t, 20*time.Second, "the other subscription consuming", func() bool { return fastHandled.Load() == 500 })
+	testwait.Until(t, 20*time.Second, "the other subscription consuming", func() bool { return fastHandled.Load() == 500 })
 	t.Logf("500 delivery reports in %s, other subscription consumed 500 in %s; slow queue %d/%d, paused %v",
 		drTime, time.Since(start), slow.Status().Queued, 8, slow.Status().Paused)
 	if q := slow.Status().Queued; q > 8 {
 		t.Errorf("slow queue %d over its bound", q)
 	}
 	close(release)
-	eventually(t, 30*time.Second, "slow subscription catching up", func() bool { return slowHandled.Load() == 500 })
+	testwait.Until(t, 30*time.Second, "slow subscription catching up", func() bool { return slowHandled.Load() == 500 })
 	if err := slow.Close(); err != nil {
 		t.Fatal(err)
 	}

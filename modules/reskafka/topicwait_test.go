@@ -12,6 +12,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // problemLines returns the WARN and ERROR lines of a text log.
@@ -92,7 +93,7 @@ func TestSubscribeMissingTopicWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the waiting state", func() bool {
+	testwait.Until(t, 20*time.Second, "the waiting state", func() bool {
 		return slices.Equal(sub.Status().WaitingTopics, []string{topic})
 	})
 	out := th.run("kafka show consumer " + sub.Name())
@@ -123,7 +124,7 @@ func TestSubscribeMissingTopicWaits(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("message not handled within 30 s; status %+v", sub.Status())
 	}
-	eventually(t, 10*time.Second, "the end of the waiting state", func() bool { return len(sub.Status().WaitingTopics) == 0 })
+	testwait.Until(t, 10*time.Second, "the end of the waiting state", func() bool { return len(sub.Status().WaitingTopics) == 0 })
 	out = th.run("kafka show consumer " + sub.Name())
 	if strings.Contains(out, "Waiting for topics") || strings.Contains(out, "Last error") {
 		t.Errorf("show consumer after the topic appeared:\n%s", out)
@@ -167,7 +168,7 @@ func TestSubscribeMissingTopicWarnsAfterGraceThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	warning := regexp.MustCompile(`level=WARN msg="kafka client error" .*Subscribed topic not available: ` + regexp.QuoteMeta(topic))
-	eventually(t, 10*time.Second, "the waiting state", func() bool { return len(sub.Status().WaitingTopics) == 1 })
+	testwait.Until(t, 10*time.Second, "the waiting state", func() bool { return len(sub.Status().WaitingTopics) == 1 })
 	// Logs read before a status that still shows the wait are from within
 	// the grace period: the wait ends before the warning is logged.
 	logs := th.logs.String()
@@ -176,7 +177,7 @@ func TestSubscribeMissingTopicWarnsAfterGraceThenRecovers(t *testing.T) {
 			t.Errorf("warnings while waiting:\n%s", strings.Join(p, "\n"))
 		}
 	}
-	eventually(t, 20*time.Second, "the warning after the grace period", func() bool { return warning.MatchString(th.logs.String()) })
+	testwait.Until(t, 20*time.Second, "the warning after the grace period", func() bool { return warning.MatchString(th.logs.String()) })
 	st := sub.Status()
 	if len(st.WaitingTopics) != 0 {
 		t.Errorf("still waiting for %v after the warning", st.WaitingTopics)
@@ -213,7 +214,7 @@ func TestSubscribeMissingTopicWarnsAfterGraceThenRecovers(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("message not handled within 30 s; status %+v", sub.Status())
 	}
-	eventually(t, 10*time.Second, "both errors recovered", func() bool {
+	testwait.Until(t, 10*time.Second, "both errors recovered", func() bool {
 		cs, _ := th.m.Status("main")
 		return sub.Status().LastError.Recovered && cs.LastError.Recovered && cs.State == stateUp
 	})

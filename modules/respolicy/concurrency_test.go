@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -30,17 +31,6 @@ func genBatch(g, n int) []Message {
 	msgs = append(msgs, Message{Type: TypeSyncComplete, Group: "g"})
 	msgs = append(msgs, Message{Type: TypeAddMalicious, Domain: "m.gen.test", List: ListMalicious, Category: uint32(g), Confidence: 90})
 	return msgs
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // Readers looking up continuously while large syncs swap in (and Hyperscan
@@ -115,7 +105,7 @@ func TestConcurrentSwaps(t *testing.T) {
 			}
 		}
 		if g%10 == 0 { // let a compile finish now and then
-			waitFor(t, "hyperscan attach", func() bool { gp, _ := s.Snapshot().Group("g"); return gp.hs != nil })
+			testwait.Until(t, 60*time.Second, "hyperscan attach", func() bool { gp, _ := s.Snapshot().Group("g"); return gp.hs != nil })
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -131,7 +121,7 @@ func TestConcurrentSwaps(t *testing.T) {
 	if hsNames.Load() == 0 {
 		t.Errorf("no burst went through hyperscan")
 	}
-	waitFor(t, "all databases freed", func() bool {
+	testwait.Until(t, 60*time.Second, "all databases freed", func() bool {
 		// Compiles still running finish and are discarded.
 		return hsStats.freed.Load() == hsStats.compiled.Load()
 	})

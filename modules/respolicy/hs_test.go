@@ -5,6 +5,9 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // DecideBurst through Hyperscan decides exactly as the hash walk, including
@@ -21,7 +24,7 @@ func TestHyperscanAgreesWithHash(t *testing.T) {
 		mal = append(mal, Message{Type: TypeAddMalicious, Domain: names[r.Intn(len(names))], List: ListMalicious, Category: uint32(i), Confidence: uint8(i % 101)})
 	}
 	s.ApplyBatch("test", mal)
-	waitFor(t, "databases", func() bool {
+	testwait.Until(t, 60*time.Second, "databases", func() bool {
 		snap := s.Snapshot()
 		g, _ := snap.Group("g")
 		g2, _ := snap.Group("g2")

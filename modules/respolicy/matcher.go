@@ -30,11 +30,10 @@ type Matcher struct {
 	buf    []byte
 	endIdx []int32 // byte offset just past a name's delimiter -> name index
 	best   []burstBest
-	names  []int // name indices of the current scan
 	onHit  hyperscan.MatchHandler
 	curDB  *hsDB
 	bs     burstScratch
-	names2 []burstName
+	names  []burstName
 	probes []probe
 
 	// Collisions counts burst picks that failed verification (tag
@@ -252,10 +251,10 @@ type burstName struct {
 // the exact walk.
 func (mt *Matcher) decideBurstHash(s *Snapshot, groups []string, qnames [][]byte, out []Decision) {
 	n := len(qnames)
-	if cap(mt.names2) < n {
-		mt.names2 = make([]burstName, n)
+	if cap(mt.names) < n {
+		mt.names = make([]burstName, n)
 	}
-	names := mt.names2[:n]
+	names := mt.names[:n]
 	if need := n * maxProbes; cap(mt.probes) < need {
 		mt.probes = make([]probe, 0, need)
 	}

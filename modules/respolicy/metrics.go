@@ -2,6 +2,8 @@ package respolicy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-dp/switchboard/internal/metrics"
 )
 
 var (
@@ -17,17 +19,15 @@ var (
 	descHSCompiled = prometheus.NewDesc("switchboard_policy_hyperscan_compiled_total", "Hyperscan databases compiled.", nil, nil)
 	descHSFreed    = prometheus.NewDesc("switchboard_policy_hyperscan_freed_total", "Hyperscan databases freed after every reader left them.", nil, nil)
 	descHSFailed   = prometheus.NewDesc("switchboard_policy_hyperscan_failed_total", "Hyperscan compiles that failed.", nil, nil)
+
+	descs = metrics.Descs{descGeneration, descEntries, descMalicious, descTableBytes, descSyncs, descSyncOpen,
+		descMessages, descRejected, descSwap, descHSCompiled, descHSFailed, descHSFreed}
 )
 
 var _ prometheus.Collector = (*Module)(nil)
 
 // Describe implements prometheus.Collector.
-func (m *Module) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGeneration, descEntries, descMalicious, descTableBytes, descSyncs, descSyncOpen,
-		descMessages, descRejected, descSwap, descHSCompiled, descHSFailed, descHSFreed} {
-		ch <- d
-	}
-}
+func (m *Module) Describe(ch chan<- *prometheus.Desc) { descs.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (m *Module) Collect(ch chan<- prometheus.Metric) {
@@ -35,42 +35,33 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 	if s == nil {
 		return
 	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
+	out := metrics.Sink(ch)
 	snap := s.Snapshot()
-	gauge(descGeneration, float64(snap.Generation))
+	out.Gauge(descGeneration, float64(snap.Generation))
 	for _, g := range snap.groups {
-		gauge(descEntries, float64(g.Whitelist), g.Name, "whitelist")
-		gauge(descEntries, float64(g.Blacklist), g.Name, "blacklist")
-		gauge(descTableBytes, float64(g.tables.base.bytes()+g.tables.delta.bytes()), "group:"+g.Name)
+		out.Gauge(descEntries, float64(g.Whitelist), g.Name, "whitelist")
+		out.Gauge(descEntries, float64(g.Blacklist), g.Name, "blacklist")
+		out.Gauge(descTableBytes, float64(g.tables.base.bytes()+g.tables.delta.bytes()), "group:"+g.Name)
 	}
-	gauge(descMalicious, float64(snap.MaliciousSize()))
-	gauge(descTableBytes, float64(snap.malicious.base.bytes()+snap.malicious.delta.bytes()), "malicious")
+	out.Gauge(descMalicious, float64(snap.MaliciousSize()))
+	out.Gauge(descTableBytes, float64(snap.malicious.base.bytes()+snap.malicious.delta.bytes()), "malicious")
 	for _, st := range s.SyncStates() {
-		counter(descSyncs, float64(st.Syncs), st.Group)
-		open := 0.0
-		if st.Open {
-			open = 1
-		}
-		gauge(descSyncOpen, open, st.Group)
+		out.CounterUint(descSyncs, st.Syncs, st.Group)
+		out.GaugeBool(descSyncOpen, st.Open, st.Group)
 	}
 	c := s.Counters()
 	for src, byType := range c.Messages {
 		for t, n := range byType {
-			counter(descMessages, float64(n), src, t.String())
+			out.CounterUint(descMessages, n, src, t.String())
 		}
 	}
 	for src, byReason := range c.Rejected {
 		for r, n := range byReason {
-			counter(descRejected, float64(n), src, r)
+			out.CounterUint(descRejected, n, src, r)
 		}
 	}
-	gauge(descSwap, s.LastSwap().Seconds())
-	counter(descHSCompiled, float64(hsStats.compiled.Load()))
-	counter(descHSFreed, float64(hsStats.freed.Load()))
-	counter(descHSFailed, float64(hsStats.failed.Load()))
+	out.Gauge(descSwap, s.LastSwap().Seconds())
+	out.CounterInt(descHSCompiled, hsStats.compiled.Load())
+	out.CounterInt(descHSFreed, hsStats.freed.Load())
+	out.CounterInt(descHSFailed, hsStats.failed.Load())
 }

@@ -103,7 +103,6 @@ func (c *Config) Validate(f *conf.File) error {
 type Module struct {
 	mu       sync.Mutex
 	cfg      *Config
-	cfgDir   string
 	store    *Store
 	logger   *slog.Logger
 	lim      *lograte.Limiter

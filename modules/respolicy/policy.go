@@ -58,17 +58,6 @@ func (p *pair) lookup(h uint64, name []byte, k int) (*table, int) {
 	return nil, -1
 }
 
-// get returns the live entry of a normalised name.
-func (p *pair) get(name string) (entry, bool) {
-	if e, ok := p.delta.get(name); ok {
-		if e.List == listTombstone {
-			return entry{}, false
-		}
-		return e, true
-	}
-	return p.base.get(name)
-}
-
 // maxLabels returns the largest label count of any entry of the pair.
 func (p *pair) maxLabels() int { return max(p.base.maxLabels, p.delta.maxLabels) }
 
@@ -263,33 +252,6 @@ func (s *Snapshot) collect(g *GroupPolicy, q []byte, ps []probe, pf bool) (_ []p
 	return ps, q, d, true
 }
 
-// resolve probes the suffixes of q and returns the decision.
-func (s *Snapshot) resolve(g *GroupPolicy, q []byte, ps []probe, d Decision) Decision {
-	var gp *pair
-	if g != nil {
-		gp = &g.tables
-	}
-	mp := &s.malicious
-	var white, black, mal hit
-	for _, p := range ps {
-		suffix := q[p.start:]
-		if gp != nil {
-			if t, j := gp.lookup(p.h, suffix, int(p.k)); t != nil {
-				// Longer suffixes come later: the last hit is the most specific.
-				if t.slots[j].list() == ListWhitelist {
-					white = hit{t, j}
-				} else {
-					black = hit{t, j}
-				}
-			}
-		}
-		if t, j := mp.lookup(p.h, suffix, int(p.k)); t != nil {
-			mal = hit{t, j}
-		}
-	}
-	return s.pick(d, white, black, mal)
-}
-
 // lookupFast is lookup with the base probed by candidate (tag and length,
 // no name comparison); the delta, small and hot, is probed exactly.
 func (p *pair) lookupFast(h uint64, name []byte, k int, maybeBase bool) (*table, int) {
@@ -332,7 +294,8 @@ func (s *Snapshot) filterProbes(g *GroupPolicy, ps []probe) {
 	}
 }
 
-// resolveFast is resolve on candidates: it returns the hit the precedence
+// resolveFast probes the suffixes ps of q (from collect) with lookupFast
+// (bases by candidate, deltas exactly). It returns the hit the precedence
 // picks (t nil: none), the decision without its entry fields, and where the
 // picked suffix starts. The caller verifies the pick before trusting it:
 // candidates never miss a real entry, so a verified pick is the right one,

@@ -298,6 +298,18 @@ func randomPolicy(t testing.TB, s *Store, r *rand.Rand, group string, n int) []s
 	return names
 }
 
+// get returns the live entry of a normalised name (the reference check
+// below looks names up one by one).
+func (p *pair) get(name string) (entry, bool) {
+	if e, ok := p.delta.get(name); ok {
+		if e.List == listTombstone {
+			return entry{}, false
+		}
+		return e, true
+	}
+	return p.base.get(name)
+}
+
 // A reference decision from plain maps, for cross-checks.
 func TestHashAgainstReference(t *testing.T) {
 	s := NewStore(StoreConfig{})

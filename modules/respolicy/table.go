@@ -2,7 +2,6 @@ package respolicy
 
 import (
 	"math/bits"
-	"sort"
 	"unsafe"
 )
 
@@ -295,14 +294,6 @@ func (t *table) each(fn func(name string, e entry)) {
 			fn(t.arena[s.off:s.off+uint32(s.ln())], s.entry())
 		}
 	}
-}
-
-// sortedItems returns the entries sorted by name (for the CLI).
-func (t *table) sortedItems() []tableItem {
-	out := make([]tableItem, 0, t.n)
-	t.each(func(name string, e entry) { out = append(out, tableItem{name: name, e: e}) })
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
 }
 
 // bytes returns the memory the table holds.

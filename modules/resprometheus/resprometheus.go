@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/core"
+	"github.com/switchboard-dp/switchboard/internal/metrics"
 )
 
 // Name is the module's name.
@@ -175,12 +176,9 @@ var moduleUp = prometheus.NewDesc("switchboard_module_up",
 func (c *hostCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
+	out := metrics.Sink(ch)
 	for _, st := range c.host.Modules() {
-		v := 0.0
-		if st.State == core.StateRunning {
-			v = 1
-		}
-		ch <- prometheus.MustNewConstMetric(moduleUp, prometheus.GaugeValue, v, st.Name, st.State.String())
+		out.GaugeBool(moduleUp, st.State == core.StateRunning, st.Name, st.State.String())
 	}
 	for _, mod := range c.host.Running() {
 		if col, ok := mod.(prometheus.Collector); ok && mod != core.Module(c.self) {

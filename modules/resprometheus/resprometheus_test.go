@@ -18,7 +18,6 @@ import (
 // counting is a module that exposes one counter, as real modules do.
 type counting struct{ c prometheus.Counter }
 
-func (m *counting) Info() core.ModuleInfo               { return core.ModuleInfo{Name: "counting"} }
 func (m *counting) Describe(ch chan<- *prometheus.Desc) { m.c.Describe(ch) }
 func (m *counting) Collect(ch chan<- prometheus.Metric) { m.c.Collect(ch) }
 

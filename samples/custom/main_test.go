@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-dp/switchboard/daemon"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // configDir copies conf/ into a temporary directory, with kafka.conf on the
@@ -50,21 +51,6 @@ func rx(sock, command string) (string, string, int) {
 	return out.String(), errOut.String(), rc
 }
 
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last: %s", what, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestDaemon runs the example exactly as its main does, as a daemon on a
 // control socket, and drives it with -rx: greetings are counted, go through
 // Kafka and come back, a bad reload keeps the old greeting, wrong
@@ -91,7 +77,7 @@ func TestDaemon(t *testing.T) {
 			t.Logf("daemon log:\n%s", log.String())
 		}
 	}()
-	waitFor(t, "the daemon to answer", func() (bool, string) {
+	testwait.UntilState(t, 60*time.Second, "the daemon to answer", func() (bool, string) {
 		out, errOut, rc := rx(sock, "core show version")
 		return rc == 0, out + errOut
 	})
@@ -103,7 +89,7 @@ func TestDaemon(t *testing.T) {
 	if out, _, _ := rx(sock, "hello count"); out != "Greetings: 3\n" {
 		t.Errorf("hello count: %q", out)
 	}
-	waitFor(t, "the greetings back from Kafka", func() (bool, string) {
+	testwait.UntilState(t, 60*time.Second, "the greetings back from Kafka", func() (bool, string) {
 		out, _, _ := rx(sock, "hello heard")
 		return strings.Contains(out, "produced 3, failed 0, heard back 3"), out
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 // plainGoEnv is the environment of a user's shell: no GOFLAGS (so no build
@@ -106,23 +107,20 @@ func TestFreshClone(t *testing.T) {
 		out, err := exec.CommandContext(ctx, bin, "-s", sock, "-rx", command).CombinedOutput()
 		return string(out), err
 	}
+	// The daemon answers, and the demo's CDRs reach dp_cdr, within 60 s of its start.
 	var status string
 	deadline := start.Add(60 * time.Second)
-	for {
-		if out, err := rx("kafka show connection default"); err == nil {
-			status = out
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the daemon did not answer within 60 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.UntilState(t, time.Until(deadline), "the daemon to answer (60 s from its start)", func() (bool, string) {
+		out, err := rx("kafka show connection default")
+		status = out
+		return err == nil, fmt.Sprintf("%v\n%s", err, out)
+	})
 	addr := regexp.MustCompile(`embedded \((127\.0\.0\.1:\d+)\)`).FindStringSubmatch(status)
 	if addr == nil {
 		t.Fatalf("no embedded broker address in 'kafka show connection default':\n%s", status)
 	}
-	msgs := kafkatest.KcatConsume(t, &kafkatest.Broker{Bootstrap: addr[1]}, "dp_cdr", 200, time.Until(deadline))
+	// The replay goes on writing dp_cdr while kcat reads it: read the first 200.
+	msgs := kafkatest.KcatConsumeFirst(t, &kafkatest.Broker{Bootstrap: addr[1]}, "dp_cdr", 200, time.Until(deadline))
 	actions := map[string]int{}
 	for _, m := range msgs {
 		if a := regexp.MustCompile(`"action":"([a-z]+)"`).FindSubmatch(m.Value); a != nil {
@@ -214,6 +212,7 @@ func TestLibraryOutsideRepo(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() }) // a failed test leaves no daemon behind
 	rx := func(command string) (string, int) {
 		out, err := exec.Command(bin, "-s", sock, "-rx", command).CombinedOutput()
 		var ee *exec.ExitError
@@ -222,26 +221,21 @@ func TestLibraryOutsideRepo(t *testing.T) {
 		}
 		return string(out), 0
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.UntilState(t, 30*time.Second, "an answer to hello say you", func() (bool, string) {
 		out, rc := rx("hello say you")
 		if rc == 0 {
 			if out != "Howdy, you!\n" {
 				t.Fatalf("hello say you: %q", out)
 			}
-			break
+			return true, ""
 		}
 		select {
 		case err := <-exited:
 			t.Fatalf("the program exited: %v\n%s", err, log.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no answer within 30 s (last %q):\n%s", out, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("%q\n%s", out, log.String())
+	})
 	if out, rc := rx("hello say a b"); rc != 1 || out != "hello say: unexpected argument \"b\"\nUsage: hello say [name]\n" {
 		t.Errorf("usage error: exit %d, %q", rc, out)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/internal/blocklist"
 	"github.com/switchboard-dp/switchboard/internal/kafkatest"
+	"github.com/switchboard-dp/switchboard/internal/testwait"
 )
 
 const (
@@ -154,20 +155,8 @@ func startDemo(t *testing.T, bin string, overrides map[string]string) *daemon {
 			t.Logf("daemon log:\n%s", d.logTail())
 		}
 	})
-	waitFor(t, 30*time.Second, "the control socket", func() bool { _, err := d.rx("core show version"); return err == nil })
+	testwait.Until(t, 30*time.Second, "the control socket", func() bool { _, err := d.rx("core show version"); return err == nil })
 	return d
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 var counterLine = regexp.MustCompile(`(?m)^\s+([a-z ]+?)\s{2,}(\d+)\s*$`)
@@ -233,7 +222,7 @@ func TestDemoScenario(t *testing.T) {
 // as "cdr show status" says were delivered, and no error counted anywhere.
 func checkDemo(t *testing.T, d *daemon, b *kafkatest.Broker, cdrTopic string) {
 	var cdrs map[string]int
-	waitFor(t, 3*time.Minute, "every query's CDR to be delivered", func() bool {
+	testwait.Until(t, 3*time.Minute, "every query's CDR to be delivered", func() bool {
 		out, err := d.rx("cdr show status")
 		if err != nil {
 			return false

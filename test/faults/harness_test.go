@@ -55,7 +55,6 @@ type result struct {
 	name                      string
 	sent, received, lost, dup int
 	note                      string
-	failed                    bool
 	t                         *testing.T
 }
 
@@ -628,12 +627,6 @@ func (l *loader) run() {
 func (l *loader) finish() int {
 	close(l.stop)
 	<-l.done
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.posted
-}
-
-func (l *loader) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.posted

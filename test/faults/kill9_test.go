@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -295,13 +294,3 @@ func TestKill9MidPolicySync(t *testing.T) {
 		t.Errorf("policy after kill -9 + restart differs from a clean run (- restarted, + clean):\n%s", diffText)
 	}
 }
-
-func head(s string, n int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > n {
-		l = l[:n]
-	}
-	return strings.Join(l, "\n")
-}
-
-var _ = sort.Strings

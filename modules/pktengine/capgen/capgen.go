@@ -204,11 +204,10 @@ func Generate(w io.Writer, cfg Config) (Stats, error) {
 }
 
 type gen struct {
-	cfg   Config
-	link  layers.LinkType
-	rng   *rand.Rand
-	buf   gopacket.SerializeBuffer
-	nameB []byte
+	cfg  Config
+	link layers.LinkType
+	rng  *rand.Rand
+	buf  gopacket.SerializeBuffer
 }
 
 // SubscriberAddr returns the source address of subscriber i for a config
@@ -441,10 +440,4 @@ func (g *gen) frame(src, dst netip.Addr, sport, dport uint16, msg []byte, tcp bo
 		}
 	}
 	return g.buf.Bytes(), nil
-}
-
-// BuildQuery returns a DNS query message (RD set, no EDNS) for name and
-// qtype, for tests that send real queries.
-func BuildQuery(id uint16, name string, qtype uint16) []byte {
-	return buildQuery(nil, id, name, qtype, false)
 }

@@ -152,22 +152,21 @@ type Options struct {
 
 // Decoder decodes frames of one link type. Not safe for concurrent use.
 type Decoder struct {
-	link     layers.LinkType
-	parser   *gopacket.DecodingLayerParser // first layer fixed by the link type
-	parser6  *gopacket.DecodingLayerParser // raw IP links: the IPv6 parser (parser is IPv4)
-	rawIP    bool
-	eth      layers.Ethernet
-	dot1q    layers.Dot1Q
-	sll      layers.LinuxSLL
-	loop     layers.Loopback
-	ip4      layers.IPv4
-	ip6      layers.IPv6
-	udp      layers.UDP
-	tcp      layers.TCP
-	decoded  []gopacket.LayerType
-	ports    [1024]uint64 // bitset of DNS ports
-	name     [1024]byte   // presentation name; 255 wire octets escape to < 1024
-	anyPorts bool
+	link    layers.LinkType
+	parser  *gopacket.DecodingLayerParser // first layer fixed by the link type
+	parser6 *gopacket.DecodingLayerParser // raw IP links: the IPv6 parser (parser is IPv4)
+	rawIP   bool
+	eth     layers.Ethernet
+	dot1q   layers.Dot1Q
+	sll     layers.LinuxSLL
+	loop    layers.Loopback
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	udp     layers.UDP
+	tcp     layers.TCP
+	decoded []gopacket.LayerType
+	ports   [1024]uint64 // bitset of DNS ports
+	name    [1024]byte   // presentation name; 255 wire octets escape to < 1024
 }
 
 // SupportedLinkType reports whether New accepts the link type.
