@@ -18,6 +18,10 @@ import (
 type Backend interface {
 	// Name is the backend's unique name ("kafka").
 	Name() string
+	// Attach hands the backend its Registration (its Stats above all).
+	// Register calls it once, before the backend is visible to any Poster,
+	// so no record can reach a Batcher of the backend before Attach returns.
+	Attach(r *Registration)
 	// NewBatcher returns an empty Batcher. The engine never uses one Batcher
 	// from two goroutines at once.
 	NewBatcher() Batcher
@@ -242,7 +246,9 @@ func NewEngine() *Engine {
 // now returns the engine's monotonic clock in ns (never 0).
 func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) + 1 }
 
-// Register adds a backend. Its name must be unique among registered ones.
+// Register adds a backend: it calls b.Attach with the new Registration,
+// then makes the backend visible to every Poster. Its name must be unique
+// among registered ones.
 func (e *Engine) Register(b Backend) (*Registration, error) {
 	if b == nil || b.Name() == "" {
 		return nil, errors.New("cdr: register: backend without a name")
@@ -258,6 +264,9 @@ func (e *Engine) Register(b Backend) (*Registration, error) {
 			return nil, fmt.Errorf("cdr: register: backend %q is already registered", r.name)
 		}
 	}
+	// The backend gets its counters before the new generation makes any
+	// Poster add a slot for it.
+	b.Attach(r)
 	regs := make([]*Registration, 0, len(e.regs)+1)
 	regs = append(regs, e.regs...)
 	e.regs = append(regs, r)

@@ -27,6 +27,7 @@ type fakeBackend struct {
 }
 
 func (f *fakeBackend) Name() string              { return f.name }
+func (f *fakeBackend) Attach(r *Registration)    { f.reg = r }
 func (f *fakeBackend) FlushAfter() time.Duration { return f.age }
 func (f *fakeBackend) NewBatcher() Batcher       { return &fakeBatcher{f: f} }
 
@@ -76,7 +77,6 @@ func TestBatchMaxAndTimer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.reg = reg
 	if _, err := e.Register(&fakeBackend{name: "fake"}); err == nil {
 		t.Fatal("duplicate name accepted")
 	}
@@ -119,10 +119,8 @@ func TestInvariantConcurrent(t *testing.T) {
 	defer e.Close()
 	f := &fakeBackend{name: "fake", max: 7, age: 2 * time.Millisecond}
 	reg, _ := e.Register(f)
-	f.reg = reg
 	g := &fakeBackend{name: "second", max: 3, age: 5 * time.Millisecond}
 	reg2, _ := e.Register(g)
-	g.reg = reg2
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	const workers, per = 4, 5000
@@ -165,7 +163,6 @@ func TestUnregisterHandsOver(t *testing.T) {
 	e := NewEngine()
 	f := &fakeBackend{name: "fake", max: 100, age: time.Hour}
 	reg, _ := e.Register(f)
-	f.reg = reg
 	p := e.NewPoster()
 	for i := range 5 {
 		p.Post(rec(i))
@@ -183,11 +180,10 @@ func TestUnregisterHandsOver(t *testing.T) {
 	}
 	// Register again: the poster picks it up.
 	f2 := &fakeBackend{name: "fake", max: 1, age: time.Hour}
-	reg2, err := e.Register(f2)
+	_, err := e.Register(f2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f2.reg = reg2
 	p.Post(rec(7))
 	if f2.count() != 1 {
 		t.Fatal("re-registered backend got nothing")
@@ -198,7 +194,6 @@ func TestSuspendHoldsHandOvers(t *testing.T) {
 	e := NewEngine()
 	f := &fakeBackend{name: "fake", max: 2, age: time.Hour}
 	reg, _ := e.Register(f)
-	f.reg = reg
 	reg.Suspend()
 	if reg.State() != StateSuspended {
 		t.Fatal(reg.State())
@@ -256,7 +251,6 @@ func TestTimerFlushLatency(t *testing.T) {
 	defer e.Close()
 	f := &fakeBackend{name: "fake", max: 256, age: 100 * time.Millisecond}
 	reg, _ := e.Register(f)
-	f.reg = reg
 	p := e.NewPoster()
 	defer p.Close()
 	stopJitter := jitter()
@@ -278,8 +272,7 @@ func TestTimerFlushLatency(t *testing.T) {
 func BenchmarkPost(b *testing.B) {
 	e := NewEngine()
 	f := &fakeBackend{name: "fake", max: 256, age: time.Hour}
-	reg, _ := e.Register(f)
-	f.reg = reg
+	e.Register(f)
 	p := e.NewPoster()
 	r := rec(1)
 	b.ReportAllocs()
@@ -295,11 +288,10 @@ func BenchmarkPost(b *testing.B) {
 func TestHandoverOrderPerPoster(t *testing.T) {
 	e := NewEngine()
 	f := &fakeBackend{name: "ordered", max: 16, age: time.Millisecond, slow: 100 * time.Microsecond}
-	reg, err := e.Register(f)
+	_, err := e.Register(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.reg = reg
 	e.StartFlusher()
 	p := e.NewPoster()
 	const n = 20000

@@ -20,7 +20,6 @@ func TestTestPostCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.reg = reg
 	e.StartFlusher()
 	defer e.Close()
 	cmd := e.testPostCommand()

@@ -97,6 +97,9 @@ func newBackend(cfg *Config, p producer, logger *slog.Logger, warn warnFunc) *Ba
 // Name implements cdr.Backend.
 func (k *Backend) Name() string { return "kafka" }
 
+// Attach implements cdr.Backend: the registration and its counters.
+func (k *Backend) Attach(r *cdr.Registration) { k.reg, k.st = r, r.Stats() }
+
 // FlushAfter implements cdr.Backend.
 func (k *Backend) FlushAfter() time.Duration { return k.cfg.Load().flushAfter() }
 

@@ -135,7 +135,7 @@ func newRig(t *testing.T, cfg *Config, fp *fakeProducer, spoolDir string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.reg, k.st = reg, reg.Stats()
+
 	if k.sp != nil {
 		k.startReplay(loaded)
 	}
@@ -342,8 +342,8 @@ func BenchmarkPipelineFake(b *testing.B) {
 	e := cdr.NewEngine()
 	k := newBackend(cfg, fp, slog.New(slog.DiscardHandler), nil)
 	fp.k = k
-	reg, _ := e.Register(k)
-	k.reg, k.st = reg, reg.Stats()
+	e.Register(k)
+
 	p := e.NewPoster()
 	rec := record(1)
 	b.ReportAllocs()
@@ -367,8 +367,8 @@ func (nopProducer) len() int                                             { retur
 func BenchmarkPostEncode(b *testing.B) {
 	e := cdr.NewEngine()
 	k := newBackend(defaults(), nopProducer{}, slog.New(slog.DiscardHandler), nil)
-	reg, _ := e.Register(k)
-	k.reg, k.st = reg, reg.Stats()
+	e.Register(k)
+
 	p := e.NewPoster()
 	rec := record(1)
 	b.ReportAllocs()

@@ -32,7 +32,7 @@ func newJournalRig(t *testing.T, cfg *Config, fp *fakeProducer, dir string) *rig
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.reg, k.st = reg, reg.Stats()
+
 	k.startReplay(loaded + moved)
 	return &rig{e: e, k: k, fp: fp, reg: reg}
 }

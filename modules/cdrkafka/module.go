@@ -209,7 +209,6 @@ func (m *Module) Start(ctx *core.Context) error {
 		}
 		return err
 	}
-	k.reg, k.st = reg, reg.Stats()
 	m.k, m.reg = k, reg
 	if k.sp != nil {
 		k.startReplay(loaded)

@@ -109,6 +109,7 @@ type jsonBackend struct {
 }
 
 func (b *jsonBackend) Name() string              { return "bench_json" }
+func (b *jsonBackend) Attach(*cdr.Registration)  {}
 func (b *jsonBackend) FlushAfter() time.Duration { return 100 * time.Millisecond }
 func (b *jsonBackend) NewBatcher() cdr.Batcher {
 	return &jsonBatcher{b: b, buf: make([]byte, 0, 64<<10)}

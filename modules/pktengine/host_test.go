@@ -28,6 +28,7 @@ type captureBackend struct {
 }
 
 func (b *captureBackend) Name() string              { return "test_capture" }
+func (b *captureBackend) Attach(*cdr.Registration)  {}
 func (b *captureBackend) FlushAfter() time.Duration { return 10 * time.Millisecond }
 func (b *captureBackend) NewBatcher() cdr.Batcher   { return &captureBatcher{b: b} }
 
