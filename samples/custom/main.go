@@ -12,7 +12,10 @@
 //   - hello_counter: "hello say [name]" greets and counts, "hello count"
 //     shows the count. Its hello_counter.conf ([general] greeting = Hello)
 //     is declared in its registration, so the host reads, validates and
-//     reloads it; the module only reads core.Config.
+//     reloads it; the module only reads core.Config. It requires the cdr
+//     engine: every greeting is posted as a CDR, and the module is also a
+//     CDR backend (the contract of package cdr) that counts the CDRs it
+//     receives, by action, whoever posted them.
 //   - hello_kafka: requires res_kafka and hello_counter. Every greeting is
 //     produced to a Kafka topic through res_kafka, and a subscription reads
 //     the topic back; "hello heard" shows what came back. Its
@@ -26,14 +29,18 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/daemon"
+	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
+	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 
 	_ "github.com/switchboard-dp/switchboard/modules/all" // the built-in modules
 )
@@ -47,8 +54,9 @@ const (
 func init() {
 	core.Register(core.ModuleInfo{
 		Name:        HelloCounterName,
-		Description: "Example module: greets and counts greetings",
+		Description: "Example module: greets, counts greetings, posts and receives CDRs",
 		Priority:    core.PriorityApplication,
+		Requires:    []string{cdr.Name},
 		Support:     core.SupportExtended,
 		Configs:     []core.ConfigFile{{Name: "hello_counter.conf", New: func() any { return new(HelloConfig) }}},
 		New:         func() core.Module { return new(HelloCounter) },
@@ -77,23 +85,88 @@ type HelloConfig struct {
 }
 
 // HelloCounter greets and counts. Others hear about each greeting through
-// OnGreeting.
+// OnGreeting. It posts each greeting as a CDR and, as the CDR backend
+// "hello", counts every CDR the engine hands it.
 type HelloCounter struct {
 	greeting  atomic.Pointer[string] // swapped whole by Reload
 	greetings atomic.Int64
 
 	mu        sync.Mutex
 	listeners []func(text string)
+
+	engine *cdr.Engine
+	reg    *cdr.Registration
+	st     *cdr.Stats
+	byAct  [decision.NumActions]atomic.Int64 // CDRs received, by action
 }
 
 var (
 	_ core.Starter   = (*HelloCounter)(nil)
+	_ core.Stopper   = (*HelloCounter)(nil)
 	_ core.Reloader  = (*HelloCounter)(nil)
 	_ core.Commander = (*HelloCounter)(nil)
+	_ cdr.Backend    = (*HelloCounter)(nil)
 )
 
-// Start takes the greeting from the decoded configuration.
-func (m *HelloCounter) Start(ctx *core.Context) error { return m.Reload(ctx) }
+// Start takes the greeting from the decoded configuration and registers
+// the CDR backend.
+func (m *HelloCounter) Start(ctx *core.Context) error {
+	if err := m.Reload(ctx); err != nil {
+		return err
+	}
+	eng, err := core.Dep[*cdr.Engine](ctx, cdr.Name)
+	if err != nil {
+		return err
+	}
+	m.engine = eng
+	m.reg, err = eng.Register(m)
+	return err
+}
+
+// Stop unregisters the backend (the engine hands over what it still holds
+// for it first).
+func (m *HelloCounter) Stop(context.Context) error {
+	m.reg.Unregister()
+	return nil
+}
+
+// Name implements cdr.Backend.
+func (m *HelloCounter) Name() string { return "hello" }
+
+// Attach implements cdr.Backend: the counters every record must be
+// accounted in.
+func (m *HelloCounter) Attach(r *cdr.Registration) { m.st = r.Stats() }
+
+// FlushAfter implements cdr.Backend: a batch older than this is handed over.
+func (m *HelloCounter) FlushAfter() time.Duration { return 50 * time.Millisecond }
+
+// NewBatcher implements cdr.Backend.
+func (m *HelloCounter) NewBatcher() cdr.Batcher { return &helloBatch{m: m} }
+
+// helloBatch keeps the actions of its records (nothing the Record points to).
+type helloBatch struct {
+	m    *HelloCounter
+	acts []decision.Action
+}
+
+func (b *helloBatch) Add(r *cdr.Record) bool {
+	b.acts = append(b.acts, r.Action)
+	return len(b.acts) >= 64
+}
+
+func (b *helloBatch) Len() int { return len(b.acts) }
+
+// Flush counts the batch: the destination is a counter, so every record is
+// delivered at once, and each is accounted exactly once.
+func (b *helloBatch) Flush() {
+	for _, a := range b.acts {
+		if a.Valid() {
+			b.m.byAct[a].Add(1)
+		}
+	}
+	b.m.st.AddDelivered(uint64(len(b.acts)))
+	b.acts = b.acts[:0]
+}
 
 // Reload takes the new greeting (the host refused an invalid file before
 // calling it); the count survives.
@@ -113,6 +186,8 @@ func (m *HelloCounter) OnGreeting(f func(text string)) {
 func (m *HelloCounter) say(name string) string {
 	text := fmt.Sprintf("%s, %s!", *m.greeting.Load(), name)
 	m.greetings.Add(1)
+	m.engine.Post(&cdr.Record{TS: time.Now().UnixMilli(), IP: netip.IPv6Loopback(), SubscriberID: "hello",
+		Domain: []byte(name + ".hello.invalid"), QType: 1, Action: decision.Allow})
 	m.mu.Lock()
 	ls := m.listeners
 	m.mu.Unlock()
@@ -148,7 +223,8 @@ func (m *HelloCounter) Commands() []*cli.Command {
 				if err := cli.NoArgs(args); err != nil {
 					return err
 				}
-				_, err := fmt.Fprintf(w, "Greetings: %d\n", m.greetings.Load())
+				_, err := fmt.Fprintf(w, "Greetings: %d\nCDRs received: allow %d, block %d, sinkhole %d\n", m.greetings.Load(),
+					m.byAct[decision.Allow].Load(), m.byAct[decision.Block].Load(), m.byAct[decision.Sinkhole].Load())
 				return err
 			}},
 	}

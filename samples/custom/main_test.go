@@ -86,8 +86,14 @@ func TestDaemon(t *testing.T) {
 			t.Fatalf("hello say %s: exit %d, %q %q", name, rc, out, errOut)
 		}
 	}
-	if out, _, _ := rx(sock, "hello count"); out != "Greetings: 3\n" {
-		t.Errorf("hello count: %q", out)
+	// Each greeting is a CDR, which the module receives back as a backend;
+	// the engine's counters for it balance.
+	testwait.UntilState(t, 10*time.Second, "the greetings' CDRs", func() (bool, string) {
+		out, _, _ := rx(sock, "hello count")
+		return out == "Greetings: 3\nCDRs received: allow 3, block 0, sinkhole 0\n", out
+	})
+	if out, _, _ := rx(sock, "cdr show status"); !strings.Contains(out, "hello") || !strings.Contains(out, ": ok") {
+		t.Errorf("cdr show status:\n%s", out)
 	}
 	testwait.UntilState(t, 60*time.Second, "the greetings back from Kafka", func() (bool, string) {
 		out, _, _ := rx(sock, "hello heard")
