@@ -135,8 +135,10 @@ var (
 	_ core.StopTimeouter = (*Module)(nil)
 )
 
-// Start starts the embedded broker if a connection names it and the poll
-// goroutine. No client is created yet and nothing waits for a broker.
+// Start refuses a linked librdkafka outside the versions res_kafka's C
+// declarations are written for, then starts the embedded broker if a
+// connection names it and the poll goroutine. No client is created yet and
+// nothing waits for a broker.
 func (m *Module) Start(ctx *core.Context) error {
 	m.logger = ctx.Logger
 	m.lim = lograte.New(m.logger, 10*time.Second)
@@ -144,6 +146,9 @@ func (m *Module) Start(ctx *core.Context) error {
 	cfg := core.Config[*Config](ctx)
 	if !cfg.General.Enabled {
 		return core.Decline("%s: [general] enabled = no", ConfigFile)
+	}
+	if err := checkRdkafkaVersion(rdkafkaLinkedVersion()); err != nil {
+		return err
 	}
 	if cfg.Missing {
 		m.logger.Warn("no kafka.conf; running with no connections", "path", ctx.ConfigPath(ConfigFile))

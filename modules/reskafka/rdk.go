@@ -1,22 +1,24 @@
 package reskafka
 
 // res_kafka's own producer: cgo straight on the librdkafka that
-// confluent-kafka-go links statically into the binary (header in
-// internal/rdkafka, same version). Accepted messages reach librdkafka in
-// batches: Produce packs them into a stageBuf (stage.go) and one drainer
-// thread hands each batch over with one cgo call (sb_produce_staged,
-// RD_KAFKA_MSG_F_COPY). Delivery reports are read in C from librdkafka's
-// event queue: successes of messages without a callback are only counted,
-// failures and messages with a callback are copied into a Go-owned array in
-// batches, with librdkafka's true message status. Errors, statistics and
-// log lines come from the same queue as events. The consumer and admin
-// clients stay on confluent-kafka-go.
+// confluent-kafka-go links statically into the binary, compiled against
+// res_kafka's own declarations of the part of its ABI used here
+// (sb_rdkafka.h, for librdkafka 2.x; rdkversion.go checks the linked
+// version at start, rdkabi_test.go the declarations). Accepted messages
+// reach librdkafka in batches: Produce packs them into a stageBuf
+// (stage.go) and one drainer thread hands each batch over with one cgo
+// call (sb_produce_staged, RD_KAFKA_MSG_F_COPY). Delivery reports are read
+// in C from librdkafka's event queue: successes of messages without a
+// callback are only counted, failures and messages with a callback are
+// copied into a Go-owned array in batches, with librdkafka's true message
+// status. Errors, statistics and log lines come from the same queue as
+// events. The consumer and admin clients stay on confluent-kafka-go.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/internal/rdkafka -O2
+#cgo CFLAGS: -I${SRCDIR} -O2
 #include <stdint.h>
 #include <stdlib.h>
-#include <rdkafka.h>
+#include "sb_rdkafka.h"
 
 // sb_dr is one delivery report handed to Go.
 typedef struct {
@@ -133,15 +135,17 @@ static int sb_produce_staged(rd_kafka_t *rk, rd_kafka_topic_t **rkts, char *buf,
 				p += hl;
 			rd_kafka_header_add(hs, name, (ssize_t)nl, hv, hl < 0 ? 0 : (ssize_t)hl);
 		}
+		// (tag, arguments) groups, each tag an rd_kafka_vtype_t and each
+		// argument of the type librdkafka reads for it (sb_rdkafka.h).
 		rd_kafka_resp_err_t err = rd_kafka_producev(rk,
-			RD_KAFKA_V_RKT(rkt),
-			RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			RD_KAFKA_V_VALUE(val, vlen),
-			RD_KAFKA_V_KEY(key, klen),
-			RD_KAFKA_V_HEADERS(hs),
-			RD_KAFKA_V_OPAQUE((void *)m->opaque),
-			RD_KAFKA_V_END);
+			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_RKT, rkt,
+			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_PARTITION, (int32_t)RD_KAFKA_PARTITION_UA,
+			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_MSGFLAGS, (int)RD_KAFKA_MSG_F_COPY,
+			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_VALUE, (void *)val, vlen,
+			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_KEY, (void *)key, klen,
+			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_HEADERS, hs,
+			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_OPAQUE, (void *)m->opaque,
+			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_END);
 		if (err) {
 			rd_kafka_headers_destroy(hs);
 			*errp = err;
@@ -173,6 +177,19 @@ import (
 	"unsafe"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// rdkafkaLinkedVersion returns rd_kafka_version() of the linked
+// librdkafka. A variable so tests can substitute it.
+var rdkafkaLinkedVersion = func() int { return int(C.rd_kafka_version()) }
+
+// Delivery.Status is rd_kafka_message_status() converted as it is, so each
+// Persistence value must equal librdkafka's (otherwise the index is out of
+// range and this does not compile).
+var (
+	_ = [1]struct{}{}[NotPersisted-C.RD_KAFKA_MSG_STATUS_NOT_PERSISTED]
+	_ = [1]struct{}{}[PossiblyPersisted-C.RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED]
+	_ = [1]struct{}{}[Persisted-C.RD_KAFKA_MSG_STATUS_PERSISTED]
 )
 
 // rdProducer is one librdkafka producer instance owned by res_kafka.
