@@ -61,15 +61,20 @@ type Connection struct {
 	Acks                      string `conf:"acks" default:"-1" enum:"-1|0|1|all"`
 	Retries                   int    `conf:"retries" default:"2147483647" min:"0" max:"2147483647"`
 	EnableIdempotence         bool   `conf:"enable_idempotence" default:"no"`
-	GroupID                   string `conf:"group_id"`
-	AutoOffsetReset           string `conf:"auto_offset_reset" default:"latest" enum:"earliest|latest|none"`
-	EnableAutoCommit          bool   `conf:"enable_auto_commit" default:"yes"`
-	AutoCommitIntervalMs      int    `conf:"auto_commit_interval_ms" default:"5000" min:"0" max:"86400000"`
-	SessionTimeoutMs          int    `conf:"session_timeout_ms" default:"45000" min:"1" max:"3600000"`
-	MaxPollIntervalMs         int    `conf:"max_poll_interval_ms" default:"300000" min:"1" max:"86400000"`
-	StatisticsIntervalMs      int    `conf:"statistics_interval_ms" default:"0" min:"0" max:"86400000"`
-	HandlerQueue              int    `conf:"handler_queue" default:"1024" min:"1" max:"1000000"`
-	Debug                     string `conf:"debug"`
+	// Partitioner picks a keyed message's partition, with librdkafka's names.
+	// murmur2_random (the default) hashes keys as the Java client does, so a
+	// key lands in the same partition whichever client produced it; messages
+	// without a key go to a random partition.
+	Partitioner          string `conf:"partitioner" default:"murmur2_random" enum:"murmur2_random|murmur2|consistent_random|consistent|fnv1a_random|fnv1a|random"`
+	GroupID              string `conf:"group_id"`
+	AutoOffsetReset      string `conf:"auto_offset_reset" default:"latest" enum:"earliest|latest|none"`
+	EnableAutoCommit     bool   `conf:"enable_auto_commit" default:"yes"`
+	AutoCommitIntervalMs int    `conf:"auto_commit_interval_ms" default:"5000" min:"0" max:"86400000"`
+	SessionTimeoutMs     int    `conf:"session_timeout_ms" default:"45000" min:"1" max:"3600000"`
+	MaxPollIntervalMs    int    `conf:"max_poll_interval_ms" default:"300000" min:"1" max:"86400000"`
+	StatisticsIntervalMs int    `conf:"statistics_interval_ms" default:"0" min:"0" max:"86400000"`
+	HandlerQueue         int    `conf:"handler_queue" default:"1024" min:"1" max:"1000000"`
+	Debug                string `conf:"debug"`
 	// Rdkafka holds rdkafka.<property> = value pass-through settings.
 	Rdkafka map[string]string `conf:"rdkafka.*"`
 
@@ -108,7 +113,7 @@ var managedProps = map[string]string{
 	"queue.buffering.max.messages": "queue_buffering_max_messages",
 	"queue.buffering.max.kbytes":   "queue_buffering_max_kbytes", "acks": "acks",
 	"request.required.acks": "acks", "retries": "retries", "message.send.max.retries": "retries",
-	"enable.idempotence": "enable_idempotence", "group.id": "group_id",
+	"enable.idempotence": "enable_idempotence", "partitioner": "partitioner", "group.id": "group_id",
 	"auto.offset.reset": "auto_offset_reset", "enable.auto.commit": "enable_auto_commit",
 	"auto.commit.interval.ms": "auto_commit_interval_ms", "session.timeout.ms": "session_timeout_ms",
 	"max.poll.interval.ms": "max_poll_interval_ms", "statistics.interval.ms": "statistics_interval_ms",
@@ -389,6 +394,7 @@ func (c *Connection) producerConfig(bootstrap string, logs chan kafka.LogEvent) 
 	cm["acks"] = c.Acks
 	cm["retries"] = c.Retries
 	cm["enable.idempotence"] = c.EnableIdempotence
+	cm["partitioner"] = c.Partitioner
 	// Delivery reports carry only what Delivery needs: no copy of the
 	// payload back into Go for every message.
 	cm["go.delivery.report.fields"] = "none"
@@ -497,6 +503,7 @@ func (c *Connection) settings() [][2]string {
 		{"Acks", c.Acks},
 		{"Retries", strconv.Itoa(c.Retries)},
 		{"Enable idempotence", yes(c.EnableIdempotence)},
+		{"Partitioner", c.Partitioner},
 		{"Group ID", orNone(c.GroupID)},
 		{"Auto offset reset", c.AutoOffsetReset},
 		{"Enable auto commit", yes(c.EnableAutoCommit)},
