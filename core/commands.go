@@ -103,7 +103,7 @@ func (h *Host) coreCommands() []*cli.Command {
 				if err := h.Load(args[0]); err != nil {
 					return fmt.Errorf("unable to load module %s: %w", args[0], err)
 				}
-				fmt.Fprintf(w, "Loaded %s\n", args[0])
+				fmt.Fprintf(w, "Loaded %s\n", moduleName(args[0]))
 				return nil
 			},
 			Complete: moduleNames(false)},
@@ -122,7 +122,7 @@ func (h *Host) coreCommands() []*cli.Command {
 				if err := h.Unload(args[0], force); err != nil {
 					return fmt.Errorf("unable to unload module %s: %w", args[0], err)
 				}
-				fmt.Fprintf(w, "Unloaded %s\n", args[0])
+				fmt.Fprintf(w, "Unloaded %s\n", moduleName(args[0]))
 				return nil
 			},
 			Complete: moduleNames(true)},

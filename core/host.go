@@ -441,6 +441,7 @@ func (h *Host) stopOne(rec *record, mode StopMode) {
 
 // Load configures and starts a module that is registered but not running.
 func (h *Host) Load(name string) error {
+	name = moduleName(name)
 	h.life.Lock()
 	defer h.life.Unlock()
 	info, ok := h.reg.Lookup(name)
@@ -470,6 +471,7 @@ func (h *Host) Load(name string) error {
 // Unload stops a running module. A module that others hold is refused, naming
 // them, unless force is set: then its holders are unloaded first.
 func (h *Host) Unload(name string, force bool) error {
+	name = moduleName(name)
 	h.life.Lock()
 	defer h.life.Unlock()
 	return h.unload(name, force)
@@ -502,6 +504,7 @@ func (h *Host) unload(name string, force bool) error {
 // Reload reloads the named module, or every running module in start order
 // when name is empty. A module that cannot reload says so.
 func (h *Host) Reload(name string) error {
+	name = moduleName(name)
 	h.life.Lock()
 	defer h.life.Unlock()
 	h.mu.Lock()
@@ -666,6 +669,10 @@ func (h *Host) Greetings() []string {
 	}
 	return out
 }
+
+// moduleName accepts Asterisk's habit of naming a module by its file,
+// "res_kafka.so", as modules.conf does.
+func moduleName(name string) string { return strings.TrimSuffix(name, ".so") }
 
 func sortedKeys(m map[string]int) []string {
 	out := make([]string, 0, len(m))

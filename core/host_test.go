@@ -282,7 +282,7 @@ func TestUseCountsAndUnload(t *testing.T) {
 	if !strings.Contains(j.String(), "stop:user2 stop:res") {
 		t.Fatalf("forced unload order: %s", j)
 	}
-	if out, err := run(t, h, "module load res"); err != nil || !strings.Contains(out, "Loaded res") {
+	if out, err := run(t, h, "module load res.so"); err != nil || !strings.Contains(out, "Loaded res") {
 		t.Fatalf("load: %q %v", out, err)
 	}
 	if out, err := run(t, h, "module load user2"); err != nil || !strings.Contains(out, "Loaded user2") {

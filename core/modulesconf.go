@@ -3,7 +3,6 @@ package core
 import (
 	"errors"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/switchboard-dp/switchboard/conf"
@@ -62,7 +61,7 @@ func (m *modulesFile) UnmarshalConf(f *conf.File) error {
 		set map[string]bool
 	}{{"load", sel.load}, {"noload", sel.noload}, {"preload", sel.preload}, {"require", sel.require}} {
 		for _, k := range sec.Values(kind.key) {
-			name := strings.TrimSuffix(k.Value, ".so")
+			name := moduleName(k.Value)
 			if _, ok := m.reg.Lookup(name); !ok {
 				errs.Add(sec, k, "unknown module %q", name)
 				continue
@@ -71,7 +70,7 @@ func (m *modulesFile) UnmarshalConf(f *conf.File) error {
 		}
 	}
 	for _, k := range sec.Values("require") {
-		if sel.noload[strings.TrimSuffix(k.Value, ".so")] {
+		if sel.noload[moduleName(k.Value)] {
 			errs.Add(sec, k, "module %q is both required and noloaded", k.Value)
 		}
 	}

@@ -11,8 +11,10 @@ import (
 // EnsureTopic creates topic on the connection's cluster with the given
 // number of partitions and replication factor (-1 for either: the broker's
 // default). A topic that already exists is success, whatever its layout.
-// The admin requests go through the connection's producer, which is created
-// if needed. Without a deadline on ctx, it waits at most 30 s.
+// It uses a short-lived admin client with the connection's settings (its
+// own connection to the cluster, closed when the request is done; neither
+// the producer nor a consumer is created). Without a deadline on ctx, it
+// waits at most 30 s.
 func (m *Module) EnsureTopic(ctx context.Context, connName, topic string, partitions, replicationFactor int) error {
 	if m.stopped.Load() {
 		return fmt.Errorf("res_kafka: %w", ErrClosed)

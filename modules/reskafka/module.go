@@ -1,7 +1,10 @@
 // Package reskafka is res_kafka, the resource module every Kafka user of
-// switchboard borrows from: named connections read from kafka.conf, lazily
-// created producers and consumers shared per connection, one poll goroutine,
-// a produce / consume / admin Go API and the "kafka ..." CLI.
+// switchboard depends on: named connections read from kafka.conf, one lazily
+// created producer per connection shared by every module that produces
+// through it, one consumer per subscription (Subscribe: each has its own
+// group membership, offsets and handler), a short-lived admin client per
+// admin request, one poll goroutine, a produce / consume / admin Go API and
+// the "kafka ..." CLI.
 //
 // # Goroutines
 //
