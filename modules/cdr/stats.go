@@ -92,8 +92,8 @@ func (s *Stats) AddDropped(reason DropReason, n uint64) {
 // after a failed delivery or at shutdown.
 func (s *Stats) AddSpooled(n uint64) { s.add(&s.spooled, n) }
 
-// AddReplayed counts n records read from the spool and given to the
-// producer (counted before the producer sees them).
+// AddReplayed counts n records read back from the spool and handed to the
+// destination (counted before the destination sees them).
 func (s *Stats) AddReplayed(n uint64) { s.add(&s.replayed, n) }
 
 // AddLoaded counts n intact records found in the spool at start (left by an

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/cdr/spool"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 )
 
@@ -49,17 +50,17 @@ type Backend struct {
 	st   *cdr.Stats
 
 	// spool mode
-	sp         *spool
+	sp         *spool.Spool
 	spoolMu    sync.Mutex // orders the spooling decision with spool writes
 	spooling   atomic.Bool
-	kvScratch  []kv // under spoolMu
+	kvScratch  []spool.Record // under spoolMu
 	kick       chan struct{}
 	stop, done chan struct{}
 
 	// journal mode (journal = yes): every batch is written ahead to jr
-	jr            *spool
+	jr            *spool.Spool
 	journalErrors atomic.Uint64 // batches produced without their journal write
-	kvPool        sync.Pool     // *[]kv scratch for journal writes
+	kvPool        sync.Pool     // *[]spool.Record scratch for journal writes
 
 	liveMu sync.Mutex
 	live   map[*chunk]struct{} // chunks with messages awaiting delivery (spool mode)
@@ -124,10 +125,8 @@ type ref struct {
 	c     *chunk
 	i     int32
 	state atomic.Int32 // refInflight, refSettled, refSpooled
-	seg   *segment     // replay: source; spooled at shutdown: destination
-	idx   uint32
-	jseg  *segment // journal mode: where the record was written ahead
-	jidx  uint32
+	pos   spool.Pos    // replay: source; spooled at shutdown: destination
+	jpos  spool.Pos    // journal mode: where the record was written ahead
 }
 
 const (
@@ -191,7 +190,7 @@ func (c *chunk) prepareRefs() {
 	c.refs = c.refs[:n]
 	for i := range c.refs {
 		r := &c.refs[i]
-		r.c, r.i, r.seg, r.idx, r.jseg, r.jidx = c, int32(i), nil, 0, nil, 0
+		r.c, r.i, r.pos, r.jpos = c, int32(i), spool.Pos{}, spool.Pos{}
 		r.state.Store(refInflight)
 	}
 	c.outstanding.Store(int32(n) + 1)
@@ -257,109 +256,39 @@ func (b *batcher) Flush() {
 	b.c.reset()
 }
 
-// handover produces a batch with one produceBatch call (more only when
-// the producer refuses part of it), using out as scratch; it returns out
-// for reuse. It returns true when the chunk is retained (spool mode: until
-// every message is reported).
+// handover hands a batch to the producer, using out as produceBatch
+// scratch; it returns out for reuse. It returns true when the chunk is
+// retained (spool mode: until every message is reported).
 func (k *Backend) handover(c *chunk, cfg *Config, out []reskafka.OutMessage) (bool, []reskafka.OutMessage) {
 	if cfg == nil {
 		cfg = k.cfg.Load()
 	}
 	switch cfg.mode() {
 	case modeSpool:
-		return k.handoverSpool(c, out)
+		return k.handoverSpool(c, cfg, out)
+	case modeBlock:
+		return false, k.handoverDirect(c, cfg, out, refusalBlock)
 	default:
-		return false, k.handoverDirect(c, cfg, out)
+		return false, k.handoverDirect(c, cfg, out, refusalDrop)
 	}
 }
 
 // handoverDirect is drop and block mode: the producer copies each message,
-// nothing is retained. The batch goes in one produceBatch call; from a
-// refused message on, it continues as message-by-message hand-over did: a
-// full queue is retried (drop: once, then the rest of the batch is dropped;
-// block: until block_ms), another refusal drops that message, and the
-// messages after it follow one at a time (res_kafka counts the unqueued
-// rest of each refused call as dropped, so a persistent error is not
-// counted again for every remaining message).
-func (k *Backend) handoverDirect(c *chunk, cfg *Config, out []reskafka.OutMessage) []reskafka.OutMessage {
+// nothing is retained, and what the producer refuses is dropped and counted.
+func (k *Backend) handoverDirect(c *chunk, cfg *Config, out []reskafka.OutMessage, how onRefusal) []reskafka.OutMessage {
 	p := k.producer()
-	n := len(c.msgs)
 	out = c.outMessages(out, false)
-	defer clear(out) // drop the references into c.data
-	var deadline time.Time
-	single := false
-	for i := 0; i < n; {
-		end := n
-		if single {
-			end = i + 1
-		}
-		m, err := p.produceBatch(out[i:end])
-		if m > 0 {
-			k.st.AddEnqueued(uint64(m))
-			i += m
-		}
-		if err == nil {
-			continue
-		}
-		// out[i] was refused.
-		if !errors.Is(err, errQueueFull) {
-			k.st.AddDropped(cdr.DropProduceError, 1)
-			k.setErr(err)
-			k.warn("produce", "cdr_kafka: producer refused a CDR; dropped", "err", err.Error())
-			i++
-			single = true
-			continue
-		}
-		k.queueFull.Add(1)
-		if cfg.mode() == modeDrop {
-			// As the seed: the producer served its poll queue for
-			// queue_full_timeout_ms; retry once, then drop the rest of the
-			// batch (the queue is still full).
-			k.retried.Add(1)
-			if _, err = p.produceBatch(out[i : i+1]); err == nil {
-				k.st.AddEnqueued(1)
-				i++
-				continue
-			}
-			k.st.AddDropped(cdr.DropQueueFull, uint64(n-i))
-			k.warn("queue-full", "cdr_kafka: producer queue full; CDRs dropped", "dropped", n-i, "queued", p.len())
-			return out
-		}
-		// block: retry until block_ms after the first full queue.
-		if deadline.IsZero() {
-			deadline = time.Now().Add(time.Duration(cfg.BlockMs) * time.Millisecond)
-		}
-		for {
-			if time.Now().After(deadline) {
-				k.st.AddDropped(cdr.DropBlockTimeout, uint64(n-i))
-				k.warn("block-timeout", "cdr_kafka: producer queue full for block_ms; CDRs dropped", "dropped", n-i, "block_ms", cfg.BlockMs)
-				return out
-			}
-			k.retried.Add(1)
-			if _, err = p.produceBatch(out[i : i+1]); err == nil {
-				k.st.AddEnqueued(1)
-				break
-			}
-			time.Sleep(time.Millisecond) // res_kafka already waited queue_full_timeout_ms; do not spin if it is 0
-			if !errors.Is(err, errQueueFull) {
-				k.st.AddDropped(cdr.DropProduceError, 1)
-				k.setErr(err)
-				single = true
-				break
-			}
-		}
-		i++
-	}
+	k.produce(p, c, out, 0, how, cfg.BlockMs)
+	clear(out) // drop the references into c.data
 	return out
 }
 
 // handoverSpool is spool mode. While the spool holds records (spooling),
 // new batches are appended to it, behind the older ones, and the replayer
-// feeds them to the producer in order. Otherwise the batch is produced (one
-// produceBatch call); a full queue spools the rest of the batch and starts
-// spooling; another refusal drops that message and the rest follows one
-// message at a time.
-func (k *Backend) handoverSpool(c *chunk, out []reskafka.OutMessage) (bool, []reskafka.OutMessage) {
+// feeds them to the producer in order. Otherwise the batch is journalled
+// (journal = yes) and produced; a full queue spools the rest of the batch
+// and starts spooling.
+func (k *Backend) handoverSpool(c *chunk, cfg *Config, out []reskafka.OutMessage) (bool, []reskafka.OutMessage) {
 	if k.spooling.Load() {
 		k.spoolMu.Lock()
 		if k.spooling.Load() {
@@ -371,13 +300,52 @@ func (k *Backend) handoverSpool(c *chunk, out []reskafka.OutMessage) (bool, []re
 	}
 	p := k.producer()
 	c.prepareRefs()
-	n := len(c.msgs)
 	if k.jr != nil {
 		k.journalWrite(c)
 	}
 	out = c.outMessages(out, true)
+	k.produce(p, c, out, 0, refusalSpool, cfg.BlockMs)
+	clear(out) // drop the references into c
+	c.release(1)
+	return true, out
+}
+
+// onRefusal is what a produce loop does with the messages the producer
+// refuses with its queue full; the hand-over modes and the replayer differ
+// only in that (and in whether c carries refs).
+type onRefusal uint8
+
+const (
+	// refusalDrop (on_queue_full = drop): the producer already served its
+	// poll queue for queue_full_timeout_ms; the refused message is retried
+	// once, then the rest of the batch is dropped (queue_full).
+	refusalDrop onRefusal = iota
+	// refusalBlock (block): the refused message is retried until block_ms
+	// after the batch's first full queue, then the rest of the batch is
+	// dropped (block_timeout).
+	refusalBlock
+	// refusalSpool (spool): the rest of the batch goes to the spool and new
+	// batches queue behind it. c carries refs.
+	refusalSpool
+	// refusalReplay (the replayer): the rest stays pending, in order, for
+	// the replayer's next attempt. c carries refs.
+	refusalReplay
+)
+
+// produce hands messages out[from:] of c to p with one produceBatch call,
+// more only when the producer refuses part of it, and returns the index of
+// the first message it did not deal with: len(out), or less when the queue
+// is full in refusalReplay. A message refused for another reason than a
+// full queue is dropped (produce_error) and the messages after it follow
+// one at a time (res_kafka counts the unqueued rest of each refused call as
+// dropped, so a persistent error is not counted again for every remaining
+// message). A full queue is handled as how says. Messages are offered in
+// order, so one subscriber's CDRs keep theirs.
+func (k *Backend) produce(p producer, c *chunk, out []reskafka.OutMessage, from int, how onRefusal, blockMs int) int {
+	n := len(out)
+	var deadline time.Time
 	single := false
-	for i := 0; i < n; {
+	for i := from; i < n; {
 		end := n
 		if single {
 			end = i + 1
@@ -391,49 +359,124 @@ func (k *Backend) handoverSpool(c *chunk, out []reskafka.OutMessage) (bool, []re
 			continue
 		}
 		// out[i] was refused: no delivery report will come for it.
-		c.refs[i].state.Store(refSettled)
-		if errors.Is(err, errQueueFull) {
-			k.queueFull.Add(1)
-			k.spoolMu.Lock()
-			k.spooling.Store(true)
-			k.spoolRangeLocked(c, i, n)
-			k.spoolMu.Unlock()
-			for j := i + 1; j < n; j++ {
-				c.refs[j].state.Store(refSettled)
-			}
-			for j := i; j < n; j++ {
-				k.journalAck(&c.refs[j])
-			}
-			c.release(n - i)
-			k.kickReplay()
-			break
+		if !errors.Is(err, errQueueFull) {
+			k.dropRefused(c, i, err, how, true)
+			i++
+			single = true
+			continue
 		}
-		k.st.AddDropped(cdr.DropProduceError, 1)
-		k.setErr(err)
-		k.warn("produce", "cdr_kafka: producer refused a CDR; dropped", "err", err.Error())
-		k.journalAck(&c.refs[i])
-		c.release(1)
+		k.queueFull.Add(1)
+		switch how {
+		case refusalReplay:
+			return i
+		case refusalSpool:
+			k.spoolRefused(c, i)
+			return n
+		case refusalDrop:
+			// Retry once, then drop the rest: the queue is still full.
+			k.retried.Add(1)
+			if _, err = p.produceBatch(out[i : i+1]); err == nil {
+				k.st.AddEnqueued(1)
+				i++
+				continue
+			}
+			k.st.AddDropped(cdr.DropQueueFull, uint64(n-i))
+			k.warn("queue-full", "cdr_kafka: producer queue full; CDRs dropped", "dropped", n-i, "queued", p.len())
+			return n
+		}
+		// refusalBlock: retry until block_ms after the first full queue.
+		if deadline.IsZero() {
+			deadline = time.Now().Add(time.Duration(blockMs) * time.Millisecond)
+		}
+		for {
+			if time.Now().After(deadline) {
+				k.st.AddDropped(cdr.DropBlockTimeout, uint64(n-i))
+				k.warn("block-timeout", "cdr_kafka: producer queue full for block_ms; CDRs dropped", "dropped", n-i, "block_ms", blockMs)
+				return n
+			}
+			k.retried.Add(1)
+			if _, err = p.produceBatch(out[i : i+1]); err == nil {
+				k.st.AddEnqueued(1)
+				break
+			}
+			time.Sleep(time.Millisecond) // res_kafka already waited queue_full_timeout_ms; do not spin if it is 0
+			if !errors.Is(err, errQueueFull) {
+				k.dropRefused(c, i, err, how, false)
+				single = true
+				break
+			}
+		}
 		i++
-		single = true
 	}
-	clear(out) // drop the references into c
+	return n
+}
+
+// dropRefused drops message i of c, refused by the producer for another
+// reason than a full queue, counts it (produce_error) and, when warn is
+// set, logs it. A message with a ref is settled: its journal record is
+// acknowledged (its outcome is final), a replayed one is settled in the
+// spool, and the chunk no longer waits for it.
+func (k *Backend) dropRefused(c *chunk, i int, err error, how onRefusal, warn bool) {
+	hasRef := how == refusalSpool || how == refusalReplay
+	if hasRef {
+		c.refs[i].state.Store(refSettled)
+	}
+	if how == refusalReplay {
+		k.replayInflight.Add(-1)
+	}
+	k.st.AddDropped(cdr.DropProduceError, 1)
+	k.setErr(err)
+	if warn {
+		msg := "cdr_kafka: producer refused a CDR; dropped"
+		if how == refusalReplay {
+			msg = "cdr_kafka: producer refused a replayed CDR; dropped"
+		}
+		k.warn("produce", msg, "err", err.Error())
+	}
+	if !hasRef {
+		return
+	}
+	if how == refusalReplay {
+		k.sp.Settle(c.refs[i].pos, false)
+	} else {
+		k.journalAck(&c.refs[i])
+	}
 	c.release(1)
-	return true, out
+}
+
+// spoolRefused writes messages [i, n) of a spool-mode batch, refused from i
+// on with the queue full, to the spool and starts spooling: new batches
+// queue behind them. Their journal records are acknowledged once they are
+// in the spool, and the chunk no longer waits for them.
+func (k *Backend) spoolRefused(c *chunk, i int) {
+	n := len(c.msgs)
+	for j := i; j < n; j++ {
+		c.refs[j].state.Store(refSettled)
+	}
+	k.spoolMu.Lock()
+	k.spooling.Store(true)
+	k.spoolRangeLocked(c, i, n)
+	k.spoolMu.Unlock()
+	for j := i; j < n; j++ {
+		k.journalAck(&c.refs[j])
+	}
+	c.release(n - i)
+	k.kickReplay()
 }
 
 // journalWrite writes a batch ahead to the journal before it is produced and
 // notes where each record went. A failed write is counted and logged; the
 // batch is produced anyway (only its crash safety is lost).
 func (k *Backend) journalWrite(c *chunk) {
-	kp, _ := k.kvPool.Get().(*[]kv)
+	kp, _ := k.kvPool.Get().(*[]spool.Record)
 	if kp == nil {
-		kp = new([]kv)
+		kp = new([]spool.Record)
 	}
 	kvs := (*kp)[:0]
 	for i := range c.msgs {
-		kvs = append(kvs, kv{c.key(i), c.value(i)})
+		kvs = append(kvs, spool.Record{Key: c.key(i), Value: c.value(i)})
 	}
-	seg, first, err := k.jr.append(kvs)
+	first, err := k.jr.Append(kvs)
 	clear(kvs)
 	*kp = kvs[:0]
 	k.kvPool.Put(kp)
@@ -444,15 +487,15 @@ func (k *Backend) journalWrite(c *chunk) {
 		return
 	}
 	for i := range c.refs {
-		c.refs[i].jseg, c.refs[i].jidx = seg, first+uint32(i)
+		c.refs[i].jpos = first.Plus(i)
 	}
 }
 
 // journalAck acknowledges r's journal record, if it has one: its outcome is
 // final (delivered, dropped and counted) or it is safe in the main spool.
 func (k *Backend) journalAck(r *ref) {
-	if r.jseg != nil {
-		k.jr.ackJournal(r.jseg, r.jidx)
+	if !r.jpos.IsZero() {
+		k.jr.AckJournal(r.jpos)
 	}
 }
 
@@ -464,10 +507,10 @@ func (k *Backend) spoolRangeLocked(c *chunk, from, to int) {
 	}
 	kvs := k.kvScratch[:0]
 	for i := from; i < to; i++ {
-		kvs = append(kvs, kv{c.key(i), c.value(i)})
+		kvs = append(kvs, spool.Record{Key: c.key(i), Value: c.value(i)})
 	}
 	k.kvScratch = kvs[:0]
-	if _, _, err := k.sp.append(kvs); err != nil {
+	if _, err := k.sp.Append(kvs); err != nil {
 		k.st.AddDropped(cdr.DropSpoolError, uint64(len(kvs)))
 		k.setErr(err)
 		k.warn("spool-write", "cdr_kafka: cannot write the spool; CDRs dropped", "dropped", len(kvs), "err", err.Error())
@@ -509,7 +552,7 @@ func (k *Backend) onDelivery(opaque any, err error) {
 		if err == nil {
 			k.st.AddDelivered(1)
 			if c.replay {
-				k.sp.settle(r.seg, r.idx, true)
+				k.sp.Settle(r.pos, true)
 			}
 		} else {
 			k.deliveryErrors.Add(1)
@@ -520,17 +563,17 @@ func (k *Backend) onDelivery(opaque any, err error) {
 			k.spoolRangeLocked(c, int(r.i), int(r.i)+1)
 			k.spoolMu.Unlock()
 			if c.replay {
-				k.sp.settle(r.seg, r.idx, false)
+				k.sp.Settle(r.pos, false)
 			}
 		}
 		k.journalAck(r)
 	} else {
 		// Spooled at shutdown while still in the producer.
 		k.shutMu.Lock()
-		seg, idx := r.seg, r.idx
+		pos := r.pos
 		k.shutMu.Unlock()
-		if err == nil && seg != nil {
-			k.sp.ackSpooled(seg, idx)
+		if err == nil && !pos.IsZero() {
+			k.sp.Ack(pos)
 			k.st.AddReplayed(1)
 			k.st.AddDelivered(1)
 			k.lateDelivered.Add(1)
@@ -545,8 +588,8 @@ func (k *Backend) onDelivery(opaque any, err error) {
 // before any new CDR: spooling starts true, so new CDRs queue behind them.
 // It returns how many were found; startReplay counts them and starts the
 // replayer once the backend is registered.
-func (k *Backend) openSpool(opts spoolOptions) (int, error) {
-	sp, loaded, bad, err := openSpool(opts)
+func (k *Backend) openSpool(opts spool.Options) (int, error) {
+	sp, loaded, bad, err := spool.Open(opts)
 	if err != nil {
 		return 0, err
 	}
@@ -566,8 +609,8 @@ func (k *Backend) openSpool(opts spoolOptions) (int, error) {
 // are moved into the spool, fsynced, then acknowledged in the journal, so
 // they are replayed before new CDRs; it returns how many. A crash during the
 // move may replay some of them twice, never lose them.
-func (k *Backend) openJournal(opts spoolOptions) (int, error) {
-	jr, loaded, bad, err := openSpool(opts)
+func (k *Backend) openJournal(opts spool.Options) (int, error) {
+	jr, loaded, bad, err := spool.Open(opts)
 	if err != nil {
 		return 0, fmt.Errorf("journal: %w", err)
 	}
@@ -575,28 +618,28 @@ func (k *Backend) openJournal(opts spoolOptions) (int, error) {
 		k.logger.Error("cdr_kafka: corrupt journal region skipped", "file", b.Path, "offset", b.Offset, "bytes", b.Bytes)
 	}
 	moved := 0
-	var recs []spoolRec
+	var recs []spool.Entry
 	var buf []byte
 	for loaded > 0 {
 		var lost int
-		recs, buf, lost = jr.next(1024, recs[:0], buf[:0])
+		recs, buf, lost = jr.Next(1024, recs[:0], buf[:0])
 		if lost > 0 {
 			k.logger.Error("cdr_kafka: journal records unreadable; lost", "records", lost)
 		}
 		if len(recs) == 0 {
 			break
 		}
-		kvs := make([]kv, len(recs))
+		kvs := make([]spool.Record, len(recs))
 		for i, r := range recs {
-			kvs[i] = kv{r.key, r.value}
+			kvs[i] = spool.Record{Key: r.Key, Value: r.Value}
 		}
-		if _, _, err := k.sp.append(kvs); err != nil {
-			jr.close()
+		if _, err := k.sp.Append(kvs); err != nil {
+			jr.Close()
 			return moved, fmt.Errorf("journal: moving %d records to the spool: %w", len(kvs), err)
 		}
-		k.sp.sync()
+		k.sp.Sync()
 		for _, r := range recs {
-			jr.settle(r.seg, r.index, true)
+			jr.Settle(r.Pos, true)
 		}
 		moved += len(recs)
 	}
@@ -645,10 +688,10 @@ func (k *Backend) replayOnce() bool {
 	if k.pending != nil {
 		return k.producePending()
 	}
-	if k.sp.empty() {
+	if k.sp.Empty() {
 		if k.spooling.Load() {
 			k.spoolMu.Lock()
-			if k.sp.empty() {
+			if k.sp.Empty() {
 				k.spooling.Store(false)
 			}
 			k.spoolMu.Unlock()
@@ -660,10 +703,10 @@ func (k *Backend) replayOnce() bool {
 	if room <= 0 {
 		return false
 	}
-	recs, _, lost := k.sp.next(int(min(room, 1024)), nil, nil)
+	recs, _, lost := k.sp.Next(int(min(room, 1024)), nil, nil)
 	if lost > 0 {
 		k.st.AddSpoolLost(uint64(lost))
-		k.logger.Error("cdr_kafka: spooled CDRs unreadable; lost", "records", lost, "err", k.sp.status().LastError)
+		k.logger.Error("cdr_kafka: spooled CDRs unreadable; lost", "records", lost, "err", k.sp.Status().LastError)
 	}
 	if len(recs) == 0 {
 		return lost > 0
@@ -671,11 +714,11 @@ func (k *Backend) replayOnce() bool {
 	c := k.getChunk()
 	c.replay = true
 	for _, r := range recs {
-		c.add(r.key, r.value)
+		c.add(r.Key, r.Value)
 	}
 	c.prepareRefs()
 	for i, r := range recs {
-		c.refs[i].seg, c.refs[i].idx = r.seg, r.index
+		c.refs[i].pos = r.Pos
 	}
 	k.st.AddReplayed(uint64(len(recs)))
 	k.replayInflight.Add(int64(len(recs)))
@@ -688,38 +731,13 @@ func (k *Backend) replayOnce() bool {
 // when the queue is full (the rest waits for the next tick).
 func (k *Backend) producePending() bool {
 	c := k.pending
-	n := len(c.msgs)
 	p := k.producer()
 	out := c.outMessages(k.replayOut, true)
-	defer func() { clear(out); k.replayOut = out }()
-	single := false
-	for k.pendingAt < n {
-		end := n
-		if single {
-			end = k.pendingAt + 1
-		}
-		m, err := p.produceBatch(out[k.pendingAt:end])
-		if m > 0 {
-			k.st.AddEnqueued(uint64(m))
-			k.pendingAt += m
-		}
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, errQueueFull) {
-			k.queueFull.Add(1)
-			return false
-		}
-		i := k.pendingAt
-		k.pendingAt++
-		single = true
-		k.replayInflight.Add(-1)
-		c.refs[i].state.Store(refSettled)
-		k.st.AddDropped(cdr.DropProduceError, 1)
-		k.setErr(err)
-		k.warn("produce", "cdr_kafka: producer refused a replayed CDR; dropped", "err", err.Error())
-		k.sp.settle(c.refs[i].seg, c.refs[i].idx, false)
-		c.release(1)
+	k.pendingAt = k.produce(p, c, out, k.pendingAt, refusalReplay, 0)
+	clear(out) // drop the references into c
+	k.replayOut = out
+	if k.pendingAt < len(c.msgs) {
+		return false
 	}
 	k.pending = nil
 	c.release(1)
@@ -758,7 +776,7 @@ func (k *Backend) shutdown(flush time.Duration) int {
 	k.shutMu.Lock()
 	k.liveMu.Lock()
 	var refs []*ref
-	var kvs []kv
+	var kvs []spool.Record
 	spooledReplays := 0
 	for c := range k.live {
 		for i := range c.refs {
@@ -774,7 +792,7 @@ func (k *Backend) shutdown(flush time.Duration) int {
 				continue
 			}
 			refs = append(refs, r)
-			kvs = append(kvs, kv{c.key(i), c.value(i)})
+			kvs = append(kvs, spool.Record{Key: c.key(i), Value: c.value(i)})
 		}
 	}
 	k.liveMu.Unlock()
@@ -782,14 +800,14 @@ func (k *Backend) shutdown(flush time.Duration) int {
 		k.st.AddSpooled(uint64(spooledReplays))
 	}
 	if len(kvs) > 0 {
-		seg, first, err := k.sp.append(kvs)
+		first, err := k.sp.Append(kvs)
 		if err != nil {
 			k.st.AddDropped(cdr.DropShutdown, uint64(len(kvs)))
 			k.logger.Error("cdr_kafka: cannot spool undelivered CDRs at shutdown; lost", "records", len(kvs), "err", err)
 		} else {
-			k.sp.sync()
+			k.sp.Sync()
 			for j, r := range refs {
-				r.seg, r.idx = seg, first+uint32(j)
+				r.pos = first.Plus(j)
 				k.journalAck(r) // safe in the main spool now
 			}
 			k.st.AddSpooled(uint64(len(kvs)))
@@ -797,15 +815,15 @@ func (k *Backend) shutdown(flush time.Duration) int {
 	}
 	k.shutMu.Unlock()
 	if k.jr != nil {
-		if left := k.jr.journalOutstanding(); left > 0 {
+		if left := k.jr.JournalOutstanding(); left > 0 {
 			k.logger.Warn("cdr_kafka: journal records still unacknowledged at shutdown; moved to the spool at the next start", "records", left)
 		}
-		k.jr.close()
+		k.jr.Close()
 	}
 	if n := len(kvs) + spooledReplays; n > 0 {
 		k.logger.Info("cdr_kafka: undelivered CDRs spooled at shutdown; replayed at the next start", "records", n)
 	}
-	k.sp.close()
+	k.sp.Close()
 	return left
 }
 
@@ -820,7 +838,7 @@ func (k *Backend) WriteStatus(w func(label, value string)) {
 	w("queue full events", fmt.Sprint(k.queueFull.Load()))
 	w("delivery errors", fmt.Sprint(k.deliveryErrors.Load()))
 	if k.sp != nil {
-		s := k.sp.status()
+		s := k.sp.Status()
 		state := "direct"
 		if k.spooling.Load() {
 			state = "spooling (new CDRs queue behind the spool)"
@@ -833,9 +851,9 @@ func (k *Backend) WriteStatus(w func(label, value string)) {
 		w("late deliveries (spooled at shutdown)", fmt.Sprintf("%d delivered, %d failed", k.lateDelivered.Load(), k.lateFailed.Load()))
 	}
 	if k.jr != nil {
-		s := k.jr.status()
+		s := k.jr.Status()
 		w("journal", fmt.Sprintf("on: %d records awaiting delivery, %d segments, %d bytes, %d write errors, %d fsyncs",
-			k.jr.journalOutstanding(), s.Segments, s.Bytes, k.journalErrors.Load(), s.Fsyncs))
+			k.jr.JournalOutstanding(), s.Segments, s.Bytes, k.journalErrors.Load(), s.Fsyncs))
 	}
 	if e := k.lastErr.Load().(string); e != "" {
 		w("last error", e)

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/cdr/spool"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
@@ -127,7 +128,7 @@ func newRig(t *testing.T, cfg *Config, fp *fakeProducer, spoolDir string) *rig {
 	loaded := 0
 	if cfg.mode() == modeSpool {
 		var err error
-		if loaded, err = k.openSpool(spoolOptions{Dir: spoolDir, FsyncInterval: 10 * time.Millisecond}); err != nil {
+		if loaded, err = k.openSpool(spool.Options{Dir: spoolDir, FsyncInterval: 10 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -546,5 +547,66 @@ func TestBatchHandoverOneCall(t *testing.T) {
 		}
 		p.Close()
 		r.stop()
+	})
+}
+
+// TestRefusedInSpoolModeAndReplay: a message the producer refuses for
+// another reason than a full queue is dropped (produce_error) in spool mode
+// too, at hand-over and at replay, and the others go on in order.
+func TestRefusedInSpoolModeAndReplay(t *testing.T) {
+	refuse := func(seq string) func(string) error {
+		return func(v string) error {
+			if strings.Contains(v, `"seq":`+seq+`}`) {
+				return errors.New("fake: message too large")
+			}
+			return nil
+		}
+	}
+	cfg := defaults()
+	cfg.OnQueueFull, cfg.BatchMax = "spool", 10
+	t.Run("hand-over", func(t *testing.T) {
+		fp := &fakeProducer{cap: 100, auto: true, refuse: refuse("3")}
+		r := newRig(t, cfg, fp, t.TempDir())
+		p := r.e.NewPoster()
+		for i := range 10 {
+			p.Post(record(i))
+		}
+		s := check(t, r.reg)
+		if s.Delivered != 9 || s.DroppedBy[cdr.DropProduceError] != 1 || s.Spooled != 0 || s.Queued != 0 {
+			t.Fatalf("%+v", s)
+		}
+		if got := fmt.Sprint(fp.deliveredSeqs(t)); got != "[1 2 4 5 6 7 8 9 10]" {
+			t.Fatalf("delivered %s", got)
+		}
+		p.Close()
+		r.stop()
+	})
+	t.Run("replay", func(t *testing.T) {
+		dir := t.TempDir()
+		fp := &fakeProducer{cap: 0} // every hand-over meets a full queue
+		r := newRig(t, cfg, fp, dir)
+		p := r.e.NewPoster()
+		for i := range 10 {
+			p.Post(record(i))
+		}
+		p.Close()
+		r.stop()
+		if s := check(t, r.reg); s.SpoolPending != 10 || s.Queued != 10 {
+			t.Fatalf("first run %+v", s)
+		}
+		fp2 := &fakeProducer{cap: 100, auto: true, refuse: refuse("5")}
+		r2 := newRig(t, cfg, fp2, dir)
+		testwait.UntilState(t, 5*time.Second, "the spool replayed", func() (bool, string) {
+			s := check(t, r2.reg)
+			return s.Queued == 0 && r2.k.sp.Status().Segments == 0, fmt.Sprintf("%+v %+v", s, r2.k.sp.Status())
+		})
+		s := check(t, r2.reg)
+		if s.Loaded != 10 || s.Replayed != 10 || s.Delivered != 9 || s.DroppedBy[cdr.DropProduceError] != 1 {
+			t.Fatalf("%+v", s)
+		}
+		if got := fmt.Sprint(fp2.deliveredSeqs(t)); got != "[1 2 3 4 6 7 8 9 10]" {
+			t.Fatalf("delivered %s", got)
+		}
+		r2.stop()
 	})
 }

@@ -2,6 +2,7 @@ package cdrkafka
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/cdr/spool"
 )
 
 // newJournalRig is newRig with journal = yes: spool in dir, journal in
@@ -19,11 +21,11 @@ func newJournalRig(t *testing.T, cfg *Config, fp *fakeProducer, dir string) *rig
 	e := cdr.NewEngine()
 	k := newBackend(cfg, fp, slog.New(slog.DiscardHandler), nil)
 	fp.k = k
-	loaded, err := k.openSpool(spoolOptions{Dir: dir, FsyncInterval: 10 * time.Millisecond})
+	loaded, err := k.openSpool(spool.Options{Dir: dir, FsyncInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	moved, err := k.openJournal(spoolOptions{Dir: filepath.Join(dir, "journal"), FsyncInterval: 10 * time.Millisecond,
+	moved, err := k.openJournal(spool.Options{Dir: filepath.Join(dir, "journal"), FsyncInterval: 10 * time.Millisecond,
 		SegmentBytes: 2000, Journal: true})
 	if err != nil {
 		t.Fatal(err)
@@ -37,22 +39,45 @@ func newJournalRig(t *testing.T, cfg *Config, fp *fakeProducer, dir string) *rig
 	return &rig{e: e, k: k, fp: fp, reg: reg}
 }
 
-// crash abandons a rig as kill -9 would: background loops stop, nothing is
-// flushed, files stay as they are.
-func (r *rig) crash() {
-	k := r.k
-	close(k.stop)
-	<-k.done
-	for _, s := range []*spool{k.sp, k.jr} {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		close(s.stop)
-		<-s.done
-		if s.f != nil {
-			s.f.Close()
+// copyDir copies the files of dir (recursively) into a new temporary
+// directory and returns it. Copying the data directory of a running rig
+// gives what a kill -9 would leave at this instant: what the spool and the
+// journal wrote is there, nothing they still buffer is.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
+		rel, _ := filepath.Rel(dir, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o750)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o640)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return dst
+}
+
+// journalUnacked returns how many records a start would find
+// unacknowledged in the journal of data directory dir (opened on a copy:
+// dir stays as it is).
+func journalUnacked(t *testing.T, dir string) int {
+	t.Helper()
+	probe := copyDir(t, filepath.Join(dir, "journal"))
+	jr, n, _, err := spool.Open(spool.Options{Dir: probe, Journal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr.Close()
+	return n
 }
 
 func journalFiles(t *testing.T, dir string) (logs, bytes int) {
@@ -84,28 +109,24 @@ func TestJournalKill9(t *testing.T) {
 		p.Post(record(i))
 	}
 	p.Flush()
-	if n := r.k.jr.journalOutstanding(); n != 100 {
+	if n := r.k.jr.JournalOutstanding(); n != 100 {
 		t.Fatalf("journal outstanding %d, want 100", n)
 	}
 	fp.deliver(40, nil)
-	if n := r.k.jr.journalOutstanding(); n != 60 {
+	if n := r.k.jr.JournalOutstanding(); n != 60 {
 		t.Fatalf("journal outstanding %d after 40 deliveries, want 60", n)
 	}
-	// Sealed segments whose records were all delivered are gone.
+	// The kill -9 comes once the sync tick wrote the acks of the 40
+	// delivered records: the files then hold the 60 others unacknowledged.
+	var img string
 	testwait.Until(t, 5*time.Second, "acks written", func() bool {
-		r.k.jr.mu.Lock()
-		defer r.k.jr.mu.Unlock()
-		for _, s := range r.k.jr.segs {
-			if len(s.ackBuf) > 0 {
-				return false
-			}
-		}
-		return true
+		img = copyDir(t, dir)
+		return journalUnacked(t, img) == 60
 	})
-	r.crash()
+	r.stop() // the crashed process's files are img; dir is not used again
 
 	fp2 := &fakeProducer{cap: 1000, auto: true}
-	r2 := newJournalRig(t, cfg, fp2, dir)
+	r2 := newJournalRig(t, cfg, fp2, img)
 	if s := check(t, r2.reg); s.Loaded != 60 {
 		t.Fatalf("loaded %d from the journal, want 60", s.Loaded)
 	}
@@ -126,7 +147,7 @@ func TestJournalKill9(t *testing.T) {
 			t.Fatalf("seq %d delivered %d times", i, all[uint64(i)])
 		}
 	}
-	if logs, _ := journalFiles(t, dir); logs > 1 {
+	if logs, _ := journalFiles(t, img); logs > 1 {
 		t.Fatalf("%d journal segments left after everything was delivered", logs)
 	}
 }
@@ -165,6 +186,32 @@ func TestJournalFailuresAndStop(t *testing.T) {
 	for i := 1; i <= 50; i++ {
 		if all[uint64(i)] != 1 {
 			t.Fatalf("seq %d delivered %d times", i, all[uint64(i)])
+		}
+	}
+}
+
+// TestReleaseV1SpoolReplays: a spool and a journal left by the release
+// whose spool was private to cdr_kafka (package spool's testdata/v1: seq
+// 1..8 spooled with 1 and 2 acknowledged, seq 9..12 journalled with 9
+// acknowledged) replay after the upgrade: the spool's records first, then
+// the journal's, each once, and no file is left.
+func TestReleaseV1SpoolReplays(t *testing.T) {
+	dir := copyDir(t, "../cdr/spool/testdata/v1")
+	cfg := defaults()
+	cfg.OnQueueFull, cfg.Journal = "spool", true
+	fp := &fakeProducer{cap: 1000, auto: true}
+	r := newJournalRig(t, cfg, fp, dir)
+	if s := check(t, r.reg); s.Loaded != 9 {
+		t.Fatalf("loaded %d, want 9", s.Loaded)
+	}
+	testwait.Until(t, 5*time.Second, "replay", func() bool { return check(t, r.reg).Delivered == 9 })
+	r.stop()
+	if got := fmt.Sprint(fp.deliveredSeqs(t)); got != "[3 4 5 6 7 8 10 11 12]" {
+		t.Fatalf("delivered %s", got)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "journal")} {
+		if logs, _ := filepath.Glob(filepath.Join(d, "spool-*")); len(logs) != 0 {
+			t.Fatalf("files left: %v", logs)
 		}
 	}
 }

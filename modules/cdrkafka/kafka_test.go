@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-dp/switchboard/internal/syncbuf"
 	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/cdr/spool"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
@@ -469,21 +470,27 @@ func TestKafkaCorruptSpoolTail(t *testing.T) {
 	topic := kafkatest.UniqueTopic(t, "cdrcorrupt")
 	kafkatest.CreateTopic(t, b.Bootstrap, topic, 1, 1)
 	dataDir := t.TempDir()
-	sp, _, _, err := openSpool(spoolOptions{Dir: filepath.Join(dataDir, "cdr_kafka")})
+	sp, _, _, err := spool.Open(spool.Options{Dir: filepath.Join(dataDir, "cdr_kafka")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kvs []kv
+	var recs []spool.Record
 	for i := range 100 {
 		rec := subscriberRecord(1, i+1)
-		kvs = append(kvs, kv{cdr.AppendKeyBinary(nil, rec.IP), cdr.AppendJSON(nil, rec)})
+		recs = append(recs, spool.Record{Key: cdr.AppendKeyBinary(nil, rec.IP), Value: cdr.AppendJSON(nil, rec)})
 	}
-	sp.append(kvs)
-	sp.close()
+	if _, err := sp.Append(recs); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
 	files, _ := filepath.Glob(filepath.Join(dataDir, "cdr_kafka", "spool-*.log"))
 	data, _ := os.ReadFile(files[0])
-	data[len(spoolMagic)+frameHeader+5] ^= 0x55                                 // corrupt record 1
-	data = append(data, appendFrame(nil, []byte{1}, []byte(`{"x":1}`))[:10]...) // torn tail
+	// The segment format (package spool): an 8-byte magic, then frames of
+	// an 8-byte header (length, CRC) and the payload.
+	const magicLen, frameHeader = 8, 8
+	torn := append([]byte(nil), data[magicLen:magicLen+frameHeader+2]...) // a frame header and 2 bytes of its payload
+	data[magicLen+frameHeader+5] ^= 0x55                                  // corrupt the first record
+	data = append(data, torn...)                                          // torn tail
 	os.WriteFile(files[0], data, 0o640)
 
 	r := startRig(t, kafkaConf(b.Bootstrap, ""), fmt.Sprintf("[general]\nconnection = cdr\ntopic = %s\non_queue_full = spool\n", topic), dataDir)

@@ -2,7 +2,8 @@
 // engine. It registers with the engine (modules/cdr) at start, encodes each
 // record as one JSON message keyed by the subscriber's IP, and produces it
 // through a res_kafka connection; with on_queue_full = spool, CDRs that
-// cannot be delivered are kept in a crash-safe spool and replayed.
+// cannot be delivered are kept in a crash-safe spool (package spool,
+// modules/cdr/spool) and replayed.
 //
 // # What a crash can lose
 //
@@ -50,6 +51,7 @@ import (
 	"github.com/switchboard-dp/switchboard/internal/lograte"
 	"github.com/switchboard-dp/switchboard/internal/metrics"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/cdr/spool"
 	"github.com/switchboard-dp/switchboard/modules/reskafka"
 )
 
@@ -139,12 +141,12 @@ func (m *Module) newProducer(cfg *Config, conn string) (*resProducer, error) {
 	return rp, nil
 }
 
-func spoolOpts(ctx *core.Context, cfg *Config) spoolOptions {
+func spoolOpts(ctx *core.Context, cfg *Config) spool.Options {
 	dir := cfg.SpoolDir
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(ctx.DataDir(), dir)
 	}
-	return spoolOptions{Dir: dir, MaxBytes: int64(cfg.SpoolMaxMB) << 20,
+	return spool.Options{Dir: dir, MaxBytes: int64(cfg.SpoolMaxMB) << 20,
 		FsyncInterval: time.Duration(cfg.SpoolFsyncMs) * time.Millisecond, FsyncRecords: cfg.SpoolFsyncRecords}
 }
 
@@ -193,7 +195,7 @@ func (m *Module) Start(ctx *core.Context) error {
 		if cfg.Journal {
 			moved, err := k.openJournal(journalOpts(ctx, cfg))
 			if err != nil {
-				k.sp.close()
+				k.sp.Close()
 				return err
 			}
 			loaded += moved
@@ -202,10 +204,10 @@ func (m *Module) Start(ctx *core.Context) error {
 	reg, err := eng.Register(k)
 	if err != nil {
 		if k.sp != nil {
-			k.sp.close()
+			k.sp.Close()
 		}
 		if k.jr != nil {
-			k.jr.close()
+			k.jr.Close()
 		}
 		return err
 	}
@@ -304,17 +306,17 @@ func (m *Module) Reload(ctx *core.Context) error {
 	m.conn = conn
 	m.reg.Resume()
 	if m.k.sp != nil {
-		m.k.sp.setPolicy(spoolOpts(ctx, cfg))
+		m.k.sp.SetPolicy(spoolOpts(ctx, cfg))
 	}
 	if m.k.jr != nil {
-		m.k.jr.setPolicy(journalOpts(ctx, cfg))
+		m.k.jr.SetPolicy(journalOpts(ctx, cfg))
 	}
 	return nil
 }
 
 // journalOpts are the journal's spool options: <spool dir>/journal, the
 // spool's fsync policy, small segments (removed once fully acknowledged).
-func journalOpts(ctx *core.Context, cfg *Config) spoolOptions {
+func journalOpts(ctx *core.Context, cfg *Config) spool.Options {
 	o := spoolOpts(ctx, cfg)
 	o.Dir = filepath.Join(o.Dir, "journal")
 	o.MaxBytes = 0 // the journal holds only what is in flight
@@ -358,7 +360,7 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 	out.CounterUint(descLate, k.lateDelivered.Load(), "delivered")
 	out.CounterUint(descLate, k.lateFailed.Load(), "failed")
 	if k.sp != nil {
-		s := k.sp.status()
+		s := k.sp.Status()
 		out.Gauge(descSpoolBytes, float64(s.Bytes))
 		out.Gauge(descSpoolSegments, float64(s.Segments))
 		out.Gauge(descSpoolRecords, float64(s.Records))
@@ -369,7 +371,7 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 		out.Gauge(descReplayInfl, float64(k.replayInflight.Load()))
 	}
 	if k.jr != nil {
-		out.Gauge(descJournalPend, float64(k.jr.journalOutstanding()))
+		out.Gauge(descJournalPend, float64(k.jr.JournalOutstanding()))
 		out.CounterUint(descJournalErr, k.journalErrors.Load())
 	}
 }

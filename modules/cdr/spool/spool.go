@@ -1,4 +1,4 @@
-package cdrkafka
+package spool
 
 import (
 	"bufio"
@@ -17,69 +17,39 @@ import (
 	"time"
 )
 
-// The spool keeps CDRs that could not be handed to Kafka (producer queue
-// full, failed delivery, undelivered at shutdown) until they are delivered.
-//
-// Layout: a directory of segment files spool-<20-digit seq>.log, written in
-// order; the newest is the active one (appended to), older ones are sealed
-// and replayed oldest first. A segment is removed once every record in it
-// has been delivered (or re-spooled after a failure).
-//
-// Segment format: the 8-byte magic "SBCDRSP1", then frames:
-//
-//	u32 LE payload length | u32 LE CRC-32C of payload | payload
-//	payload = u16 LE key length | key | value (the JSON document)
-//
-// Crash safety: a record is counted as spooled only after the write(2)
-// holding its frame returned, so a process crash (kill -9) loses nothing
-// spooled. fsync: the active segment is fsynced every FsyncInterval (100 ms
-// by default) when it has unsynced writes, and at once after FsyncRecords
-// (1000) unsynced records, at seal and at close: an OS crash or power loss
-// can lose at most the records spooled in the last FsyncInterval or the
-// last FsyncRecords records, whichever is fewer.
-//
-// Corruption: at open every segment is read through. A frame with an
-// impossible length, a short read or a CRC mismatch starts a corrupt region;
-// the reader resynchronises on the next offset where a complete frame with a
-// matching CRC starts. Intact records before and after are kept; the corrupt
-// bytes are reported (log, counters) and the segment is rewritten without
-// them.
-//
-// Replay progress: each delivered replayed record's index is appended to
-// spool-<seq>.ack (u32 index | u32 ^index, buffered, written out with the
-// fsync tick). A restart skips acknowledged records, so a crash during
-// replay duplicates at most the records acknowledged in the last tick.
-//
-// Journal (journal = yes): a second spool instance in <spool_dir>/journal
-// holds every batch written ahead of producing it (Journal option). Its
-// records are not replayed while the process runs: each is acknowledged
-// (.ack, as above) once its delivery report arrives or once it was moved to
-// the main spool (failed delivery, full queue, shutdown), and a segment is
-// removed when it is sealed and every record in it is acknowledged. At the
-// next start whatever is left unacknowledged (a kill -9, a crash) is moved
-// into the main spool and replayed.
-
 const (
-	spoolMagic    = "SBCDRSP1"
+	magic         = "SBCDRSP1"
 	frameHeader   = 8
 	maxFramePayld = 16 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// errSpoolFull is returned by append when the size cap would be exceeded.
-var errSpoolFull = errors.New("spool size limit reached")
+// ErrFull is returned by Append when the records would take the spool
+// beyond Options.MaxBytes.
+var ErrFull = errors.New("spool size limit reached")
 
-// spoolOptions configure a spool.
-type spoolOptions struct {
-	Dir           string
-	MaxBytes      int64 // 0: no limit
+// Options configure a spool.
+type Options struct {
+	// Dir is the spool's directory, created if missing. Two spools must not
+	// share one.
+	Dir string
+	// MaxBytes caps the total size of the segment files: an Append that
+	// would go beyond it returns ErrFull. 0: no cap.
+	MaxBytes int64
+	// FsyncInterval is how often the active segment is fsynced when it has
+	// unsynced writes, and pending acknowledgements are written. Default
+	// 100 ms.
 	FsyncInterval time.Duration
-	FsyncRecords  int
-	SegmentBytes  int64 // active segment is sealed beyond this size
+	// FsyncRecords fsyncs the active segment at once when this many
+	// records were appended since the last fsync. Default 1000.
+	FsyncRecords int
+	// SegmentBytes seals the active segment once it is this large (the
+	// next Append starts a new one). Default 64 MiB.
+	SegmentBytes int64
 	// Journal makes this spool a write-ahead journal: appended records are
-	// outstanding until ackJournal, and are not counted as records to
-	// replay.
+	// outstanding until AckJournal, and are not counted as records to
+	// replay (see the package doc).
 	Journal bool
 }
 
@@ -90,7 +60,7 @@ type segment struct {
 	size  int64
 	count int // records written (or found at open)
 
-	// replay state (under spool.mu)
+	// replay state (under Spool.mu)
 	acked    map[uint32]bool // found in the .ack file at open
 	readOff  int64
 	readIdx  uint32
@@ -98,29 +68,48 @@ type segment struct {
 	rf       *os.File
 	rd       *bufio.Reader
 
-	outstanding atomic.Int64 // replayed, awaiting their delivery report
-	ackBuf      []byte       // acks not yet written (under spool.mu)
+	outstanding atomic.Int64 // read back (journal: appended), awaiting settlement
+	ackBuf      []byte       // acks not yet written (under Spool.mu)
 }
 
 func (s *segment) ackPath() string { return strings.TrimSuffix(s.path, ".log") + ".ack" }
 
-// spoolRec is one record read back for replay.
-type spoolRec struct {
+// Pos is where one record is in a spool: its segment and its index there.
+// Append and Next return positions; the zero Pos is no position.
+type Pos struct {
 	seg   *segment
 	index uint32
-	key   []byte
-	value []byte
 }
 
-// corruption describes one corrupt region found at open.
-type corruption struct {
-	Path   string
-	Offset int64
-	Bytes  int64
+// IsZero reports whether p is the zero Pos (no record).
+func (p Pos) IsZero() bool { return p.seg == nil }
+
+// Plus returns the position of the record i places after p: Append returns
+// the position of its first record, and the others follow it.
+func (p Pos) Plus(i int) Pos { return Pos{p.seg, p.index + uint32(i)} }
+
+// Record is one record to append: the key (at most 65535 bytes) and the
+// value. Append copies both.
+type Record struct{ Key, Value []byte }
+
+// Entry is one record read back by Next. Key and Value point into the
+// buffer Next returned.
+type Entry struct {
+	Key, Value []byte
+	Pos        Pos
 }
 
-type spool struct {
-	opts spoolOptions
+// Corruption describes one corrupt region found by Open.
+type Corruption struct {
+	Path   string // segment file
+	Offset int64  // first corrupt byte
+	Bytes  int64  // corrupt bytes skipped
+}
+
+// Spool is an open spool directory. Its methods are safe for concurrent
+// use.
+type Spool struct {
+	opts Options
 
 	mu       sync.Mutex
 	segs     []*segment // oldest first; the last may be active
@@ -132,7 +121,7 @@ type spool struct {
 	closed   bool
 
 	bytes   atomic.Int64 // total size of segment files
-	records atomic.Int64 // records in the spool not yet replayed
+	records atomic.Int64 // records in the spool not yet read back
 
 	corruptRegions atomic.Uint64
 	corruptBytes   atomic.Uint64
@@ -144,10 +133,13 @@ type spool struct {
 	done chan struct{}
 }
 
-// openSpool opens (creating) the spool directory, validates every segment
-// and returns the number of intact, unacknowledged records found and the
-// corrupt regions skipped.
-func openSpool(opts spoolOptions) (*spool, int, []corruption, error) {
+// Open opens (creating) the spool directory opts.Dir and validates every
+// segment in it (see the package doc). It returns the spool, the number of
+// intact, unacknowledged records found (an earlier run's, to replay; for a
+// journal, the records left unacknowledged) and the corrupt regions it
+// skipped. The spool fsyncs and writes acknowledgements in the background
+// until Close.
+func Open(opts Options) (*Spool, int, []Corruption, error) {
 	if opts.FsyncInterval <= 0 {
 		opts.FsyncInterval = 100 * time.Millisecond
 	}
@@ -160,7 +152,7 @@ func openSpool(opts spoolOptions) (*spool, int, []corruption, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, 0, nil, fmt.Errorf("spool: %w", err)
 	}
-	s := &spool{opts: opts, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Spool{opts: opts, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{})}
 	s.lastErr.Store("")
 	ents, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -183,7 +175,7 @@ func openSpool(opts spoolOptions) (*spool, int, []corruption, error) {
 		found = append(found, &segment{seq: seq, path: filepath.Join(opts.Dir, name)})
 	}
 	sort.Slice(found, func(i, j int) bool { return found[i].seq < found[j].seq })
-	var corrupt []corruption
+	var corrupt []Corruption
 	total := 0
 	for _, seg := range found {
 		if seg.seq >= s.nextSeq {
@@ -227,26 +219,26 @@ func readAcks(path string) map[uint32]bool {
 // validate reads a segment through, drops acknowledged records and corrupt
 // regions (rewriting the file when there were any) and returns the number
 // of records kept.
-func (s *spool) validate(seg *segment) (int, []corruption, error) {
+func (s *Spool) validate(seg *segment) (int, []Corruption, error) {
 	data, err := os.ReadFile(seg.path)
 	if err != nil {
 		return 0, nil, fmt.Errorf("spool: %w", err)
 	}
 	acked := readAcks(seg.ackPath())
-	var bad []corruption
+	var bad []Corruption
 	var keep [][]byte // payload frames to keep (whole frames)
 	rewrite := len(acked) > 0
 	off := 0
-	if len(data) < len(spoolMagic) || string(data[:len(spoolMagic)]) != spoolMagic {
+	if len(data) < len(magic) || string(data[:len(magic)]) != magic {
 		if len(data) > 0 {
 			// Torn or foreign header: treat the whole header as corrupt, resync below.
-			n := min(len(data), len(spoolMagic))
-			bad = append(bad, corruption{Path: seg.path, Offset: 0, Bytes: int64(n)})
+			n := min(len(data), len(magic))
+			bad = append(bad, Corruption{Path: seg.path, Offset: 0, Bytes: int64(n)})
 			rewrite = true
 		}
-		off = min(len(data), len(spoolMagic))
+		off = min(len(data), len(magic))
 	} else {
-		off = len(spoolMagic)
+		off = len(magic)
 	}
 	idx := uint32(0)
 	for off < len(data) {
@@ -267,7 +259,7 @@ func (s *spool) validate(seg *segment) (int, []corruption, error) {
 			}
 			off++
 		}
-		bad = append(bad, corruption{Path: seg.path, Offset: int64(start), Bytes: int64(off - start)})
+		bad = append(bad, Corruption{Path: seg.path, Offset: int64(start), Bytes: int64(off - start)})
 		rewrite = true
 	}
 	for _, c := range bad {
@@ -283,7 +275,7 @@ func (s *spool) validate(seg *segment) (int, []corruption, error) {
 		return 0, bad, nil
 	}
 	out := make([]byte, 0, len(data))
-	out = append(out, spoolMagic...)
+	out = append(out, magic...)
 	for _, fr := range keep {
 		out = append(out, fr...)
 	}
@@ -357,37 +349,40 @@ func appendFrame(dst, key, value []byte) []byte {
 	return dst
 }
 
-// kv is one record to spool.
-type kv struct{ key, value []byte }
-
-// append writes records to the active segment with one write(2). When it
-// returns nil every record is in the file (safe from a process crash); seg
-// and first tell where the first record went (the others follow it).
-func (s *spool) append(recs []kv) (seg *segment, first uint32, err error) {
+// Append writes recs to the active segment with one write(2). When it
+// returns nil every record is in the file (safe from a process crash) and
+// first is the position of recs[0]; recs[i] is at first.Plus(i). On an
+// error the records are not in the spool: ErrFull (Options.MaxBytes), a
+// record too large, a closed spool, or an I/O error (counted in Status; the
+// segment is sealed, and whole frames the failed write did put in it may be
+// found by a later Open). In a journal the records are outstanding until
+// AckJournal.
+func (s *Spool) Append(recs []Record) (first Pos, err error) {
 	if len(recs) == 0 {
-		return nil, 0, nil
+		return Pos{}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, 0, errors.New("spool closed")
+		return Pos{}, errors.New("spool closed")
 	}
 	s.wbuf = s.wbuf[:0]
 	for _, r := range recs {
-		if len(r.key) > 0xffff || 2+len(r.key)+len(r.value) > maxFramePayld {
-			return nil, 0, fmt.Errorf("spool: record too large (%d bytes)", len(r.key)+len(r.value))
+		if len(r.Key) > 0xffff || 2+len(r.Key)+len(r.Value) > maxFramePayld {
+			return Pos{}, fmt.Errorf("spool: record too large (%d bytes)", len(r.Key)+len(r.Value))
 		}
-		s.wbuf = appendFrame(s.wbuf, r.key, r.value)
+		s.wbuf = appendFrame(s.wbuf, r.Key, r.Value)
 	}
 	if s.opts.MaxBytes > 0 && s.bytes.Load()+int64(len(s.wbuf)) > s.opts.MaxBytes {
-		return nil, 0, errSpoolFull
+		return Pos{}, ErrFull
 	}
 	if s.active == nil || s.active.size >= s.opts.SegmentBytes {
 		if err := s.newActiveLocked(); err != nil {
-			return nil, 0, s.fail(err)
+			return Pos{}, s.fail(err)
 		}
 	}
-	seg, first = s.active, uint32(s.active.count)
+	seg := s.active
+	first = Pos{seg, uint32(seg.count)}
 	if s.opts.Journal {
 		// Outstanding before the write: a failed write seals the segment,
 		// which must not be removed while any of these can be acknowledged.
@@ -407,7 +402,7 @@ func (s *spool) append(recs []kv) (seg *segment, first uint32, err error) {
 		if s.opts.Journal {
 			s.maybeRemoveJournalLocked(seg)
 		}
-		return nil, 0, s.fail(err)
+		return Pos{}, s.fail(err)
 	}
 	s.active.size += int64(n)
 	s.active.count += len(recs)
@@ -419,16 +414,16 @@ func (s *spool) append(recs []kv) (seg *segment, first uint32, err error) {
 	if s.unsynced >= s.opts.FsyncRecords {
 		s.syncLocked()
 	}
-	return seg, first, nil
+	return first, nil
 }
 
-func (s *spool) fail(err error) error {
+func (s *Spool) fail(err error) error {
 	s.writeErrors.Add(1)
 	s.lastErr.Store(err.Error())
 	return fmt.Errorf("spool: %w", err)
 }
 
-func (s *spool) newActiveLocked() error {
+func (s *Spool) newActiveLocked() error {
 	old := s.active
 	s.sealLocked()
 	if s.opts.Journal && old != nil {
@@ -439,14 +434,14 @@ func (s *spool) newActiveLocked() error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write([]byte(spoolMagic)); err != nil {
+	if _, err := f.Write([]byte(magic)); err != nil {
 		f.Close()
 		os.Remove(seg.path)
 		return err
 	}
 	syncDir(s.opts.Dir)
 	s.nextSeq++
-	seg.size = int64(len(spoolMagic))
+	seg.size = int64(len(magic))
 	s.bytes.Add(seg.size)
 	s.active, s.f = seg, f
 	s.segs = append(s.segs, seg)
@@ -455,7 +450,7 @@ func (s *spool) newActiveLocked() error {
 
 // sealLocked closes the active segment for writing (it stays to be
 // replayed).
-func (s *spool) sealLocked() {
+func (s *Spool) sealLocked() {
 	if s.f == nil {
 		return
 	}
@@ -464,7 +459,7 @@ func (s *spool) sealLocked() {
 	s.f, s.active = nil, nil
 }
 
-func (s *spool) syncLocked() {
+func (s *Spool) syncLocked() {
 	if s.f != nil && s.unsynced > 0 {
 		if err := s.f.Sync(); err != nil {
 			s.fail(err)
@@ -476,7 +471,7 @@ func (s *spool) syncLocked() {
 
 // syncLoop fsyncs the active segment and writes pending acks every
 // FsyncInterval.
-func (s *spool) syncLoop() {
+func (s *Spool) syncLoop() {
 	defer close(s.done)
 	t := time.NewTicker(s.opts.FsyncInterval)
 	defer t.Stop()
@@ -493,13 +488,16 @@ func (s *spool) syncLoop() {
 	}
 }
 
-// empty reports whether the spool holds no record waiting for replay.
-func (s *spool) empty() bool { return s.records.Load() == 0 }
+// Empty reports whether the spool holds no record waiting to be read back.
+func (s *Spool) Empty() bool { return s.records.Load() == 0 }
 
-// next reads up to max records for replay, oldest first. When it reaches
-// the active segment it seals it, so new records go to a new segment.
-// Records found unreadable are reported through lost.
-func (s *spool) next(max int, out []spoolRec, buf []byte) ([]spoolRec, []byte, int) {
+// Next reads up to max records back, oldest first, appending them to out
+// and their bytes to buf (both grown as needed; the entries point into
+// buf), and returns both and the number of records it found unreadable
+// (lost: a segment that went bad after Open). When it reaches the active
+// segment it seals it, so later records go to a new segment. Each record
+// returned is outstanding, keeping its segment, until Settle.
+func (s *Spool) Next(max int, out []Entry, buf []byte) ([]Entry, []byte, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lost := 0
@@ -526,13 +524,13 @@ func (s *spool) next(max int, out []spoolRec, buf []byte) ([]spoolRec, []byte, i
 				continue
 			}
 			seg.rf, seg.rd = f, bufio.NewReaderSize(f, 256<<10)
-			if _, err := seg.rd.Discard(len(spoolMagic)); err != nil {
+			if _, err := seg.rd.Discard(len(magic)); err != nil {
 				lost += seg.count
 				s.records.Add(-int64(seg.count))
 				s.finishReadLocked(seg)
 				continue
 			}
-			seg.readOff = int64(len(spoolMagic))
+			seg.readOff = int64(len(magic))
 		}
 		for len(out) < max {
 			if int(seg.readIdx) >= seg.count {
@@ -564,7 +562,7 @@ func (s *spool) next(max int, out []spoolRec, buf []byte) ([]spoolRec, []byte, i
 				break
 			}
 			seg.readOff += int64(frameHeader + n)
-			out = append(out, spoolRec{seg: seg, index: seg.readIdx, key: p[2 : 2+kl], value: p[2+kl:]})
+			out = append(out, Entry{Key: p[2 : 2+kl], Value: p[2+kl:], Pos: Pos{seg, seg.readIdx}})
 			seg.readIdx++
 			seg.outstanding.Add(1)
 			s.records.Add(-1)
@@ -579,7 +577,7 @@ func (s *spool) next(max int, out []spoolRec, buf []byte) ([]spoolRec, []byte, i
 
 // badReadLocked handles a segment that became unreadable after open: the
 // rest of its records are lost (counted).
-func (s *spool) badReadLocked(seg *segment, lost *int) {
+func (s *Spool) badReadLocked(seg *segment, lost *int) {
 	rest := seg.count - int(seg.readIdx)
 	*lost += rest
 	s.records.Add(-int64(rest))
@@ -589,7 +587,7 @@ func (s *spool) badReadLocked(seg *segment, lost *int) {
 	s.finishReadLocked(seg)
 }
 
-func (s *spool) finishReadLocked(seg *segment) {
+func (s *Spool) finishReadLocked(seg *segment) {
 	seg.readDone = true
 	if seg.rf != nil {
 		seg.rf.Close()
@@ -598,31 +596,36 @@ func (s *spool) finishReadLocked(seg *segment) {
 	s.maybeRemoveLocked(seg)
 }
 
-// settle reports the outcome of a replayed record: delivered (acknowledged in
-// the .ack file) or not (the caller re-spooled it). Either way it no longer
-// keeps its segment alive.
-func (s *spool) settle(seg *segment, index uint32, delivered bool) {
+// Settle reports the outcome of a record read back by Next at p: delivered
+// (acknowledged in the .ack file, so no later Open finds it) or not (the
+// caller appended it again, or dropped it and counted it). Either way it no
+// longer keeps its segment: a segment read through with nothing outstanding
+// is removed.
+func (s *Spool) Settle(p Pos, delivered bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if delivered {
-		seg.ack(index)
+		p.seg.ack(p.index)
 	}
-	seg.outstanding.Add(-1)
-	s.maybeRemoveLocked(seg)
+	p.seg.outstanding.Add(-1)
+	s.maybeRemoveLocked(p.seg)
 }
 
-// ackSpooled records that a record spooled at shutdown was delivered after
-// all (late delivery report): it is acknowledged so it is not replayed.
-func (s *spool) ackSpooled(seg *segment, index uint32) {
+// Ack acknowledges the record Append put at p without it being read back:
+// it was delivered by other means, and no later Open finds it. It does not
+// take the record out of this run's replay; a backend calls it once its
+// reader stopped (cdr_kafka: a late delivery report of a record spooled at
+// shutdown). After Close it writes the acknowledgement at once.
+func (s *Spool) Ack(p Pos) {
 	s.mu.Lock()
-	seg.ack(index)
+	p.seg.ack(p.index)
 	if s.closed { // the sync loop has stopped: write now
 		s.flushAcksLocked()
 	}
 	s.mu.Unlock()
 }
 
-func (s *spool) maybeRemoveLocked(seg *segment) {
+func (s *Spool) maybeRemoveLocked(seg *segment) {
 	if !seg.readDone || seg.outstanding.Load() > 0 || seg == s.active {
 		return
 	}
@@ -630,14 +633,14 @@ func (s *spool) maybeRemoveLocked(seg *segment) {
 }
 
 // ack buffers the acknowledgement of record index (the index and its
-// complement, so that a torn write is recognised); spool.mu must be held.
+// complement, so that a torn write is recognised); Spool.mu must be held.
 func (seg *segment) ack(index uint32) {
 	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, index)
 	seg.ackBuf = binary.LittleEndian.AppendUint32(seg.ackBuf, ^index)
 }
 
 // removeLocked deletes segment seg (records and acks) and forgets it.
-func (s *spool) removeLocked(seg *segment) {
+func (s *Spool) removeLocked(seg *segment) {
 	os.Remove(seg.path)
 	os.Remove(seg.ackPath())
 	seg.ackBuf = nil
@@ -650,23 +653,24 @@ func (s *spool) removeLocked(seg *segment) {
 	}
 }
 
-// ackJournal acknowledges journal record index of seg: delivered, or moved
-// to the main spool, or dropped and counted. A sealed segment whose records
-// are all acknowledged is removed.
-func (s *spool) ackJournal(seg *segment, index uint32) {
+// AckJournal acknowledges the journal record Append put at p: delivered,
+// moved to the main spool, or dropped and counted. A sealed segment whose
+// records are all acknowledged is removed. Only for a spool opened with
+// Options.Journal.
+func (s *Spool) AckJournal(p Pos) {
 	s.mu.Lock()
-	seg.ack(index)
-	seg.outstanding.Add(-1)
+	p.seg.ack(p.index)
+	p.seg.outstanding.Add(-1)
 	if s.closed { // the sync loop has stopped: write now
 		s.flushAcksLocked()
 	}
-	s.maybeRemoveJournalLocked(seg)
+	s.maybeRemoveJournalLocked(p.seg)
 	s.mu.Unlock()
 }
 
 // maybeRemoveJournalLocked removes a sealed journal segment with nothing
 // outstanding.
-func (s *spool) maybeRemoveJournalLocked(seg *segment) {
+func (s *Spool) maybeRemoveJournalLocked(seg *segment) {
 	if seg == s.active || seg.outstanding.Load() > 0 || seg.readDone {
 		return
 	}
@@ -674,8 +678,10 @@ func (s *spool) maybeRemoveJournalLocked(seg *segment) {
 	s.removeLocked(seg)
 }
 
-// journalOutstanding returns how many journal records await their ack.
-func (s *spool) journalOutstanding() int64 {
+// JournalOutstanding returns how many journal records await AckJournal
+// (for a spool opened with Options.Journal; otherwise, how many records
+// read back await Settle).
+func (s *Spool) JournalOutstanding() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n int64
@@ -685,14 +691,14 @@ func (s *spool) journalOutstanding() int64 {
 	return n
 }
 
-// sync fsyncs the active segment now.
-func (s *spool) sync() {
+// Sync fsyncs the active segment now (rather than at the next tick).
+func (s *Spool) Sync() {
 	s.mu.Lock()
 	s.syncLocked()
 	s.mu.Unlock()
 }
 
-func (s *spool) flushAcksLocked() {
+func (s *Spool) flushAcksLocked() {
 	for _, seg := range s.segs {
 		if len(seg.ackBuf) == 0 {
 			continue
@@ -710,9 +716,11 @@ func (s *spool) flushAcksLocked() {
 	}
 }
 
-// close writes pending acks, fsyncs and closes the spool. Records not yet
-// replayed stay for the next start.
-func (s *spool) close() {
+// Close writes pending acknowledgements, fsyncs and closes the spool.
+// Records not yet read back, and records read back but not settled, stay
+// for the next Open. Append fails after Close; Ack and AckJournal still
+// write their acknowledgement.
+func (s *Spool) Close() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -730,14 +738,15 @@ func (s *spool) close() {
 			seg.rf.Close()
 			seg.rf, seg.rd = nil, nil
 		}
-		// Replayed but undelivered records are still in the file: the next
-		// start replays them (acknowledged ones are skipped).
+		// Read back but unsettled records are still in the file: the next
+		// Open finds them (acknowledged ones are skipped).
 	}
 	s.mu.Unlock()
 }
 
-// setPolicy changes the size cap and fsync policy (reload).
-func (s *spool) setPolicy(o spoolOptions) {
+// SetPolicy changes the size cap (MaxBytes) and FsyncRecords of an open
+// spool (a reload); the other options stay as opened.
+func (s *Spool) SetPolicy(o Options) {
 	s.mu.Lock()
 	s.opts.MaxBytes = o.MaxBytes
 	if o.FsyncRecords > 0 {
@@ -746,23 +755,24 @@ func (s *spool) setPolicy(o spoolOptions) {
 	s.mu.Unlock()
 }
 
-// spoolStatus is what the CLI and metrics show.
-type spoolStatus struct {
-	Segments       int
-	Bytes          int64
-	Records        int64
-	CorruptRegions uint64
-	CorruptBytes   uint64
-	WriteErrors    uint64
+// Status is a spool's state and counters, for a CLI and metrics.
+type Status struct {
+	Segments       int    // segment files
+	Bytes          int64  // their total size
+	Records        int64  // records not yet read back (a journal: of those Open found)
+	CorruptRegions uint64 // corrupt regions skipped at Open, and segments gone bad after it
+	CorruptBytes   uint64 // corrupt bytes skipped at Open
+	WriteErrors    uint64 // failed file operations (writes, fsyncs, opens)
 	Fsyncs         uint64
-	LastError      string
+	LastError      string // the last write or read error ("" if none)
 }
 
-func (s *spool) status() spoolStatus {
+// Status returns the spool's state and counters.
+func (s *Spool) Status() Status {
 	s.mu.Lock()
 	n := len(s.segs)
 	s.mu.Unlock()
-	return spoolStatus{Segments: n, Bytes: s.bytes.Load(), Records: s.records.Load(),
+	return Status{Segments: n, Bytes: s.bytes.Load(), Records: s.records.Load(),
 		CorruptRegions: s.corruptRegions.Load(), CorruptBytes: s.corruptBytes.Load(),
 		WriteErrors: s.writeErrors.Load(), Fsyncs: s.fsyncs.Load(), LastError: s.lastErr.Load().(string)}
 }
