@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -197,7 +198,13 @@ type Poster struct {
 	slots  []*slot
 	mu     sync.Mutex // guards slots against the flusher and Unregister
 	closed bool
+
+	idNext, idEnd uint64 // the block of record numbers this Poster hands out
 }
+
+// idBlock is how many record numbers a Poster takes from its engine at a
+// time, so that numbering takes no shared atomic per record.
+const idBlock = 4096
 
 // warner is what the engine needs of a rate-limited logger.
 type warner interface{ warn(key, msg string) }
@@ -210,9 +217,11 @@ func (nopWarner) warn(string, string) {}
 // Poster (one per producing goroutine) or with Engine.Post; backends
 // register with Register.
 type Engine struct {
-	epoch  time.Time
-	lim    warner
-	logger *slog.Logger
+	epoch    time.Time
+	lim      warner
+	logger   *slog.Logger
+	instance uint64        // the Instance of every record ID
+	ids      atomic.Uint64 // record numbers handed out to Posters, in blocks
 
 	mu      sync.Mutex // guards regs, posters, gen changes
 	regs    []*Registration
@@ -234,14 +243,18 @@ type Engine struct {
 // StartFlusher). The cdr module makes one in Start.
 func NewEngine() *Engine {
 	e := &Engine{
-		epoch:   time.Now(),
-		lim:     nopWarner{},
-		posters: make(map[*Poster]struct{}),
-		tickCh:  make(chan struct{}, 1),
+		epoch:    time.Now(),
+		lim:      nopWarner{},
+		instance: rand.Uint64(),
+		posters:  make(map[*Poster]struct{}),
+		tickCh:   make(chan struct{}, 1),
 	}
 	e.gen.Store(1)
 	return e
 }
+
+// Instance returns the Instance part of the IDs this engine gives records.
+func (e *Engine) Instance() uint64 { return e.instance }
 
 // now returns the engine's monotonic clock in ns (never 0).
 func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) + 1 }
@@ -400,10 +413,10 @@ func containsSlot(slots []*slot, s *slot) bool {
 	return false
 }
 
-// Post adds r to this Poster's batch of every registered backend, handing a
-// batch over when it fills. It copies what it needs; the caller may reuse r
-// at once. It blocks only while a full batch is handed over (bounded by the
-// backend's back-pressure setting).
+// Post gives r its ID (r.ID) and adds it to this Poster's batch of every
+// registered backend, handing a batch over when it fills. It copies what it
+// needs; the caller may reuse r at once. It blocks only while a full batch
+// is handed over (bounded by the backend's back-pressure setting).
 func (p *Poster) Post(r *Record) {
 	if p.gen != p.e.gen.Load() {
 		if p.closed {
@@ -411,6 +424,12 @@ func (p *Poster) Post(r *Record) {
 		}
 		p.resync()
 	}
+	if p.idNext == p.idEnd {
+		p.idEnd = p.e.ids.Add(idBlock)
+		p.idNext = p.idEnd - idBlock
+	}
+	p.idNext++
+	r.ID = ID{Instance: p.e.instance, N: p.idNext}
 	if len(p.slots) == 0 {
 		p.e.unrouted.Add(1)
 		return

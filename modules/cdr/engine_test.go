@@ -58,6 +58,13 @@ func (b *fakeBatcher) Flush() {
 	b.recs = b.recs[:0]
 }
 
+// records returns a copy of every record the backend got, as JSON.
+func (f *fakeBackend) records() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.got...)
+}
+
 func (f *fakeBackend) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -69,12 +69,14 @@ func Example_backend() {
 	}
 	p.Close()
 	reg.Unregister()
-	fmt.Print(b.out.String())
+	// Each record got an ID from Post: the engine's random instance (shown
+	// here as <instance>) and a number.
+	fmt.Print(strings.ReplaceAll(b.out.String(), fmt.Sprintf("%016x", e.Instance()), "<instance>"))
 	s := reg.Snapshot()
 	fmt.Printf("posted %d, delivered %d, queued %d, balanced %v\n", s.Posted, s.Delivered, s.Queued, s.Balanced())
 	// Output:
-	// {"ts":1717430400000,"ip":"192.0.2.7","subscriber_id":"subscriber-7","domain":"a.example","qtype":1,"action":"allow","group":3,"category":"0x00000002"}
-	// {"ts":1717430400001,"ip":"192.0.2.7","subscriber_id":"subscriber-7","domain":"blocked.example","qtype":1,"action":"block","group":3,"category":"0x00000002"}
-	// {"ts":1717430400002,"ip":"192.0.2.7","subscriber_id":"subscriber-7","domain":"c.example","qtype":1,"action":"allow","group":3,"category":"0x00000002"}
+	// {"ts":1717430400000,"ip":"192.0.2.7","subscriber_id":"subscriber-7","domain":"a.example","qtype":1,"action":"allow","group":3,"category":"0x00000002","id":"<instance>-1"}
+	// {"ts":1717430400001,"ip":"192.0.2.7","subscriber_id":"subscriber-7","domain":"blocked.example","qtype":1,"action":"block","group":3,"category":"0x00000002","id":"<instance>-2"}
+	// {"ts":1717430400002,"ip":"192.0.2.7","subscriber_id":"subscriber-7","domain":"c.example","qtype":1,"action":"allow","group":3,"category":"0x00000002","id":"<instance>-3"}
 	// posted 3, delivered 3, queued 0, balanced true
 }

@@ -37,9 +37,43 @@ type Record struct {
 	// Category is the category bitmask of the matched domain, encoded as
 	// "0x%08x".
 	Category uint32
+	// ID is the record's unique id, set by Post (Poster.Post and
+	// Engine.Post): the engine's instance and a number no other record of
+	// that engine has. Every backend gets the same ID for one record, and
+	// spools and journals keep it, so a consumer drops the copies
+	// at-least-once delivery may add by keeping the first of each ID. The
+	// zero ID (a record that did not go through Post) is not encoded.
+	ID ID
 	// Seq is an optional sequence id; when non-zero it is encoded as an
 	// extra field "seq" after the fixed ones.
 	Seq uint64
+}
+
+// ID identifies one record: Instance is chosen at random when the engine
+// is made (so two switchboard processes, or two starts of one, never share
+// it), N counts within the instance. Its text form is Instance in 16 hex
+// digits, a dash, and N in decimal: "9f3a0c1b2d4e5f60-42".
+type ID struct {
+	Instance, N uint64
+}
+
+// IsZero reports whether id is the zero ID (no ID).
+func (id ID) IsZero() bool { return id == ID{} }
+
+// AppendText appends the text form of id without allocating (when b has
+// room); the error is always nil.
+func (id ID) AppendText(b []byte) ([]byte, error) {
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, hexDigits[id.Instance>>uint(shift)&0xf])
+	}
+	b = append(b, '-')
+	return strconv.AppendUint(b, id.N, 10), nil
+}
+
+// String returns the text form of id.
+func (id ID) String() string {
+	b, _ := id.AppendText(make([]byte, 0, 38))
+	return string(b)
 }
 
 // AppendJSON appends r as one JSON object in the wire format of issue 5 and
@@ -47,8 +81,9 @@ type Record struct {
 //
 //	{"ts":1717430400123,"ip":"192.168.1.42","subscriber_id":"subscriber-42","domain":"malware.ru","qtype":1,"action":"sinkhole","group":3,"category":"0x00000001"}
 //
-// with ,"seq":N before the closing brace when r.Seq is non-zero. Field order
-// is fixed. The output is valid JSON for any Domain and SubscriberID bytes
+// with ,"id":"<instance>-<n>" (see ID) when the record has an ID, then
+// ,"seq":N when r.Seq is non-zero, before the closing brace. Field order is
+// fixed. The output is valid JSON for any Domain and SubscriberID bytes
 // and any Action value (a value that is not an action is written as its
 // String form, "action(N)"). It does not allocate when dst has room (about
 // 150 bytes for a typical record).
@@ -81,6 +116,11 @@ func AppendJSON(dst []byte, r *Record) []byte {
 	dst = append(dst,
 		hexDigits[c>>28&0xf], hexDigits[c>>24&0xf], hexDigits[c>>20&0xf], hexDigits[c>>16&0xf],
 		hexDigits[c>>12&0xf], hexDigits[c>>8&0xf], hexDigits[c>>4&0xf], hexDigits[c&0xf], '"')
+	if !r.ID.IsZero() {
+		dst = append(dst, `,"id":"`...)
+		dst, _ = r.ID.AppendText(dst)
+		dst = append(dst, '"')
+	}
 	if r.Seq != 0 {
 		dst = append(dst, `,"seq":`...)
 		dst = strconv.AppendUint(dst, r.Seq, 10)

@@ -3,9 +3,14 @@ package cdr
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/netip"
+	"regexp"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
@@ -178,4 +183,64 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = AppendJSON(buf[:0], r)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+func TestIDText(t *testing.T) {
+	r := sample()
+	r.ID = ID{Instance: 0x9f3a0c1b2d4e5f60, N: 42}
+	r.Seq = 7
+	want := `,"category":"0x00000001","id":"9f3a0c1b2d4e5f60-42","seq":7}`
+	if got := string(AppendJSON(nil, r)); !strings.HasSuffix(got, want) {
+		t.Fatalf("got %s, want it to end in %s", got, want)
+	}
+	if s := (ID{Instance: 1, N: 2}).String(); s != "0000000000000001-2" {
+		t.Fatalf("String %q", s)
+	}
+	buf := make([]byte, 0, 512)
+	if n := testing.AllocsPerRun(1000, func() { buf = AppendJSON(buf[:0], r) }); n != 0 {
+		t.Fatalf("AppendJSON with an ID allocates %v times", n)
+	}
+}
+
+// Post numbers records uniquely across Posters and keeps one ID per record
+// for every backend.
+func TestPostGivesUniqueIDs(t *testing.T) {
+	e := NewEngine()
+	a, b := &fakeBackend{name: "a", max: 1, age: time.Hour}, &fakeBackend{name: "b", max: 1, age: time.Hour}
+	e.Register(a)
+	e.Register(b)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := e.NewPoster()
+			defer p.Close()
+			for i := 0; i < 3*idBlock; i++ {
+				p.Post(sample())
+			}
+		}()
+	}
+	wg.Wait()
+	ids := map[string]bool{}
+	for _, line := range a.records() {
+		m := regexp.MustCompile(`"id":"([0-9a-f]{16})-(\d+)"`).FindStringSubmatch(line)
+		if m == nil || m[1] != fmt.Sprintf("%016x", e.Instance()) {
+			t.Fatalf("record without the engine's ID: %s", line)
+		}
+		if ids[m[0]] {
+			t.Fatalf("ID %s given twice", m[0])
+		}
+		ids[m[0]] = true
+	}
+	if len(ids) != 4*3*idBlock {
+		t.Fatalf("%d IDs for %d records", len(ids), 4*3*idBlock)
+	}
+	// Both backends saw the same records with the same IDs.
+	sa, sb := a.records(), b.records()
+	sort.Strings(sa)
+	sort.Strings(sb)
+	if strings.Join(sa, "\n") != strings.Join(sb, "\n") {
+		t.Fatal("the two backends got different IDs")
+	}
 }

@@ -204,7 +204,8 @@ func TestKeyForms(t *testing.T) {
 		if m.key != want {
 			t.Fatalf("%s: key %q", form, m.key)
 		}
-		if m.value != `{"ts":1717430400123,"ip":"192.168.0.42","subscriber_id":"subscriber-42","domain":"malware.ru","qtype":1,"action":"sinkhole","group":3,"category":"0x00000001","seq":43}` {
+		if m.value != `{"ts":1717430400123,"ip":"192.168.0.42","subscriber_id":"subscriber-42","domain":"malware.ru","qtype":1,"action":"sinkhole","group":3,"category":"0x00000001","id":"`+
+			fmt.Sprintf("%016x", r.e.Instance())+`-1","seq":43}` {
 			t.Fatalf("value %s", m.value)
 		}
 		r.stop()

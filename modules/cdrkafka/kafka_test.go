@@ -211,7 +211,7 @@ func subscriberRecord(sub, seq int) *cdr.Record {
 		QType: 1, Action: decision.Block, Group: uint32(sub % 4), Category: 0x10, Seq: uint64(seq)}
 }
 
-var wireKeys = []string{"ts", "ip", "subscriber_id", "domain", "qtype", "action", "group", "category", "seq"}
+var wireKeys = []string{"ts", "ip", "subscriber_id", "domain", "qtype", "action", "group", "category", "id", "seq"}
 
 // TestKafkaWireFormatKeysOrder: kcat reads valid JSON with exactly the
 // fields of the wire format, keys in the configured form, and every

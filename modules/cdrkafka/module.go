@@ -27,8 +27,8 @@
 //
 // Delivery is at least once: a CDR delivered in the last spool_fsync_ms
 // before a crash (its acknowledgement not yet written) is produced again
-// after the restart. Consumers de-duplicate on "seq" where they need
-// exactly once.
+// after the restart, with the id it had. Consumers de-duplicate on "id"
+// where they need exactly once.
 //
 // Producer settings (acks, linger, compression, queue size, idempotence)
 // belong to the res_kafka connection in kafka.conf: name a dedicated

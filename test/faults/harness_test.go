@@ -632,17 +632,25 @@ func (l *loader) finish() int {
 	return l.posted
 }
 
-var seqRE = regexp.MustCompile(`"seq":(\d+)`)
+var (
+	seqRE = regexp.MustCompile(`"seq":(\d+)`)
+	idRE  = regexp.MustCompile(`"id":"([0-9a-f]{16}-\d+)"`)
+)
 
 // tally counts, for ids [first, first+n), how many were read back, lost
 // and duplicated; msgs outside the range are ignored.
 type tally struct {
 	sent, received, lost, dup int
 	counts                    map[uint64]int
+	// ids holds the record ID each id was first read with; dupOtherID
+	// counts copies that carry another ID than the first (a duplicate a
+	// consumer could not drop by ID), noID the records without one.
+	ids              map[uint64]string
+	dupOtherID, noID int
 }
 
 func account(msgs []kafkatest.KcatMessage, first uint64, n int) tally {
-	tl := tally{sent: n, counts: make(map[uint64]int, n)}
+	tl := tally{sent: n, counts: make(map[uint64]int, n), ids: make(map[uint64]string, n)}
 	for _, m := range msgs {
 		sm := seqRE.FindSubmatch(m.Value)
 		if sm == nil {
@@ -653,6 +661,17 @@ func account(msgs []kafkatest.KcatMessage, first uint64, n int) tally {
 			continue
 		}
 		tl.counts[seq]++
+		id := ""
+		if im := idRE.FindSubmatch(m.Value); im != nil {
+			id = string(im[1])
+		} else {
+			tl.noID++
+		}
+		if prev, seen := tl.ids[seq]; !seen {
+			tl.ids[seq] = id
+		} else if prev != id {
+			tl.dupOtherID++
+		}
 	}
 	for _, c := range tl.counts {
 		tl.received += c

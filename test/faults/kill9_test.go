@@ -85,10 +85,15 @@ func TestKill9MidExport(t *testing.T) {
 	createTopic(t, c.bootstrap(), topic, 3, 3, map[string]string{"min.insync.replicas": "2"})
 	tl, full, loaded, status := kill9Export(t, b, topic, true)
 	report(t, "kill9-export-journal", tl.sent, tl.received, tl.lost, tl.dup,
-		fmt.Sprintf("journal=yes, window flush_ms+450ms; %d moved from the journal at restart; up to the highest id delivered (%d): %d gaps, %d dups",
-			loaded, full.sent, full.lost, full.dup))
+		fmt.Sprintf("journal=yes, window flush_ms+450ms; %d moved from the journal at restart; up to the highest seq delivered (%d): %d gaps, %d dups, %d of them with another record ID than the first copy, %d without an ID",
+			loaded, full.sent, full.lost, full.dup, full.dupOtherID, full.noID))
 	if tl.lost != 0 {
 		t.Errorf("journal: lost %d accepted CDRs (e.g. %v)\n%s", tl.lost, tl.missing(1, tl.sent), status)
+	}
+	// A consumer drops the replays by record ID: each copy of a CDR carries
+	// the ID of its first copy.
+	if full.dupOtherID != 0 || full.noID != 0 {
+		t.Errorf("journal: %d duplicates carry another record ID than their first copy, %d records have none", full.dupOtherID, full.noID)
 	}
 
 	topic2 := "faults-kill9-nojournal"
