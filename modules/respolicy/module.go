@@ -40,7 +40,7 @@ type General struct {
 	SeedFile             string `conf:"seed_file"`
 	WhitelistVsMalicious string `conf:"whitelist_vs_malicious" default:"malicious" enum:"malicious|whitelist"`
 	DefaultGroup         string `conf:"default_group"`
-	Hyperscan            bool   `conf:"hyperscan" default:"yes"`
+	Hyperscan            bool   `conf:"hyperscan" default:"no"`
 	HyperscanMaxEntries  int    `conf:"hyperscan_max_entries" default:"1000000" min:"0"`
 	BurstEngine          string `conf:"burst_engine" default:"hash" enum:"hash|hyperscan"`
 }
