@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
 	"github.com/switchboard-dp/switchboard/cli"
 )
 
@@ -56,6 +58,23 @@ func (m *Module) commands() []*cli.Command {
 					return nil
 				}
 				return m.matching(m.subscriptionNames(), prefix)
+			},
+		},
+		{
+			Path:    "kafka test fatal",
+			Summary: "Raise a fatal error on a connection's producer (a drill of its rebuild)",
+			Usage:   "kafka test fatal connection <name> [reason <text>]",
+			Run:     m.cliTestFatal,
+			Complete: func(args []string, prefix string) []string {
+				switch len(args) {
+				case 0:
+					return []string{"connection"}
+				case 1:
+					return m.matching(m.Connections(), prefix)
+				case 2:
+					return []string{"reason"}
+				}
+				return nil
 			},
 		},
 		{
@@ -131,6 +150,16 @@ type ConnectionStatus struct {
 	// LastError is the connection's last client error, with its time and
 	// whether it recovered (the connection was confirmed up after it).
 	LastError LastError
+
+	// FatalErrors counts the fatal errors of the connection's producers,
+	// FatalRebuilds the producers rebuilt after one, and HandedBack the
+	// messages handed back failed with ErrProducerRebuilt.
+	FatalErrors, FatalRebuilds, HandedBack int64
+	// LastFatal is the last fatal error ("CODE_NAME: reason"); it is
+	// recovered once a producer created after it delivered a message.
+	// RebuiltAt is when the producer was rebuilt after it (zero: not yet).
+	LastFatal LastError
+	RebuiltAt time.Time
 }
 
 // Status returns the state and counters of a connection.
@@ -148,11 +177,16 @@ func (m *Module) status(c *conn) ConnectionStatus {
 	prod := c.producer != nil
 	nsubs := len(c.subs)
 	c.mu.Unlock()
+	c.smu.Lock()
+	lastFatal, rebuiltAt := c.lastFatal, c.rebuiltAt
+	c.smu.Unlock()
 	return ConnectionStatus{
 		Name: c.name, Brokers: m.brokersLabel(c.cfg()), State: state, LastError: lastErr,
 		Produced: c.produced.Load(), Delivered: c.delivered.Load(), Failed: c.failed.Load(),
 		Dropped: c.droppedTotal(), QueueFullDrops: c.dropped[dropQueueFull].Load(), Queued: c.queued(),
 		Errors: c.errorsN.Load(), Rebuilds: c.rebuilds.Load(), ProducerCreated: prod, Consumers: nsubs,
+		FatalErrors: c.fatalErrors.Load(), FatalRebuilds: c.rebuildsFatal.Load(), HandedBack: c.rebuiltFailed.Load(),
+		LastFatal: lastFatal, RebuiltAt: rebuiltAt,
 	}
 }
 
@@ -238,19 +272,39 @@ func (m *Module) cliConnection(_ context.Context, w io.Writer, args []string) er
 	} else {
 		line("Last error", "(none)")
 	}
-	c.smu.Lock()
-	brokers, statsAt := c.brokers, c.statsAt
-	c.smu.Unlock()
-	if cfg.StatisticsIntervalMs == 0 {
-		line("Broker states", "(statistics off: set statistics_interval_ms)")
-	} else if statsAt.IsZero() {
-		line("Broker states", "(no statistics yet)")
+	line("Fatal errors", strconv.FormatInt(st.FatalErrors, 10))
+	line("Producer rebuilds (fatal)", strconv.FormatInt(st.FatalRebuilds, 10))
+	line("Handed back (rebuilt)", strconv.FormatInt(st.HandedBack, 10))
+	if lf := st.LastFatal.String(); lf != "" {
+		if !st.RebuiltAt.IsZero() {
+			lf += fmt.Sprintf("; producer rebuilt %s later", st.RebuiltAt.Sub(st.LastFatal.At).Round(time.Millisecond))
+		}
+		line("Last fatal error", lf)
 	} else {
-		for _, b := range brokers {
-			line("Broker "+b.Name, fmt.Sprintf("%s, rtt %.1f ms", b.State, float64(b.RTTus)/1000))
+		line("Last fatal error", "(none)")
+	}
+	if cfg.StatisticsIntervalMs == 0 {
+		line("Statistics", "off (set statistics_interval_ms)")
+	} else {
+		line("Statistics", fmt.Sprintf("every %d ms", cfg.StatisticsIntervalMs))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if cfg.StatisticsIntervalMs == 0 {
+		return nil
+	}
+	if p != nil {
+		if err := writeStats(w, statsClientProducer, &p.stats); err != nil {
+			return err
 		}
 	}
-	return tw.Flush()
+	for _, s := range c.subscriptions() {
+		if err := writeStats(w, "consumer "+s.name, &s.stats); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *Module) cliConsumers(_ context.Context, w io.Writer, args []string) error {
@@ -396,5 +450,36 @@ func (m *Module) cliTestSend(ctx context.Context, w io.Writer, args []string) er
 	case <-ctx.Done():
 		return errors.New("interrupted; the message stays queued")
 	}
+	return nil
+}
+
+// cliTestFatal raises a fatal error (OUT_OF_ORDER_SEQUENCE_NUMBER, through
+// librdkafka's test hook) on the connection's producer, which res_kafka
+// then rebuilds; it does not create a producer.
+func (m *Module) cliTestFatal(_ context.Context, w io.Writer, args []string) error {
+	if err := cli.Keyword(args, 0, "connection", "<name>"); err != nil {
+		return err
+	}
+	reason := "raised by kafka test fatal"
+	if len(args) > 2 {
+		if err := cli.Keyword(args, 2, "reason", "<text>"); err != nil {
+			return err
+		}
+		reason = strings.Join(args[3:], " ")
+	}
+	c, err := m.conn(args[1])
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	p := c.producer
+	c.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("connection %s has no producer yet (nothing to fail)", c.name)
+	}
+	if err := p.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, reason); err != nil {
+		return fmt.Errorf("connection %s: %s", c.name, c.mask(err.Error()))
+	}
+	fmt.Fprintf(w, "Fatal error raised on the producer of connection %s; res_kafka rebuilds it and hands back what it did not deliver (see kafka show connection %s)\n", c.name, c.name)
 	return nil
 }

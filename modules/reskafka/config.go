@@ -72,7 +72,7 @@ type Connection struct {
 	AutoCommitIntervalMs int    `conf:"auto_commit_interval_ms" default:"5000" min:"0" max:"86400000"`
 	SessionTimeoutMs     int    `conf:"session_timeout_ms" default:"45000" min:"1" max:"3600000"`
 	MaxPollIntervalMs    int    `conf:"max_poll_interval_ms" default:"300000" min:"1" max:"86400000"`
-	StatisticsIntervalMs int    `conf:"statistics_interval_ms" default:"0" min:"0" max:"86400000"`
+	StatisticsIntervalMs int    `conf:"statistics_interval_ms" default:"15000" min:"0" max:"86400000"`
 	HandlerQueue         int    `conf:"handler_queue" default:"1024" min:"1" max:"1000000"`
 	Debug                string `conf:"debug"`
 	// Rdkafka holds rdkafka.<property> = value pass-through settings.

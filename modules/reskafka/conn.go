@@ -1,10 +1,8 @@
 package reskafka
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,13 +33,6 @@ const (
 
 var dropReasons = [numDrops]string{"queue_full", "rejected", "closed"}
 
-// brokerStat is one broker as statistics describe it.
-type brokerStat struct {
-	Name  string
-	State string
-	RTTus int64
-}
-
 // conn is one named connection at run time.
 type conn struct {
 	m    *Module
@@ -62,19 +53,28 @@ type conn struct {
 	failed    atomic.Int64
 	dropped   [numDrops]atomic.Int64
 	errorsN   atomic.Int64
-	rebuilds  atomic.Int64
+	rebuilds  atomic.Int64 // the connection changed by a reload
+
+	reloadSwaps   atomic.Int64 // producers replaced by a reload
+	fatalErrors   atomic.Int64 // fatal errors of its producers
+	rebuildsFatal atomic.Int64 // producers rebuilt after a fatal error
+	rebuiltFailed atomic.Int64 // messages handed back with ErrProducerRebuilt
+	statsInvalid  atomic.Int64 // statistics documents that did not parse
+	// fatalPending is set from a fatal error until the handle's current
+	// producer (not the one that failed) delivered a message.
+	fatalPending atomic.Bool
 
 	// unconfirmed is set while the state is not up or the last error has
 	// not recovered: the hot paths that confirm the connection works
 	// (deliveries, received messages) take smu only then.
 	unconfirmed atomic.Bool
 
-	smu     sync.Mutex // guards the fields below
-	state   string
-	lastErr LastError
-	brokers []brokerStat
-	statsAt time.Time
-	secrets []string
+	smu       sync.Mutex // guards the fields below
+	state     string
+	lastErr   LastError
+	lastFatal LastError // recovered once a new producer delivered
+	rebuiltAt time.Time // when the producer was rebuilt after lastFatal
+	secrets   []string
 }
 
 func newConn(m *Module, cfg *Connection, bootstrap string) *conn {
@@ -218,40 +218,6 @@ func topicOf(tp kafka.TopicPartition) string {
 		return ""
 	}
 	return *tp.Topic
-}
-
-// handleStats keeps what the CLI shows from a statistics JSON document.
-func (c *conn) handleStats(js string) {
-	var doc struct {
-		Brokers map[string]struct {
-			Name   string `json:"name"`
-			State  string `json:"state"`
-			NodeID int    `json:"nodeid"`
-			RTT    struct {
-				Avg int64 `json:"avg"`
-			} `json:"rtt"`
-		} `json:"brokers"`
-	}
-	if err := json.Unmarshal([]byte(js), &doc); err != nil {
-		return
-	}
-	var bs []brokerStat
-	up := false
-	for _, b := range doc.Brokers {
-		if b.NodeID < 0 {
-			continue // bootstrap placeholder
-		}
-		bs = append(bs, brokerStat{Name: b.Name, State: b.State, RTTus: b.RTT.Avg})
-		up = up || b.State == "UP"
-	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
-	now := time.Now()
-	c.smu.Lock()
-	c.brokers, c.statsAt = bs, now
-	if up {
-		c.confirmUpLocked(now)
-	}
-	c.smu.Unlock()
 }
 
 // newKafkaProducer creates a librdkafka producer from the current

@@ -126,6 +126,8 @@ type Subscription struct {
 	rebalances    atomic.Int64
 	pauses        atomic.Int64
 	commitErrors  atomic.Int64
+
+	stats clientStats // the consumer's latest statistics (stats.go)
 }
 
 // Subscribe joins the consumer group of the connection (group_id, or
@@ -224,6 +226,7 @@ func (s *Subscription) startConsumer() error {
 		return err
 	}
 	s.m.clientNames.Store(kc.String(), s.c)
+	s.stats.clear() // those of a consumer this one replaces
 	if err := kc.SubscribeTopics(s.topics, s.rebalance); err != nil {
 		kc.Close()
 		s.m.clientNames.Delete(kc.String())
@@ -444,7 +447,7 @@ func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
 				s.setErr(e.Error.Error())
 			}
 		case *kafka.Stats:
-			s.c.handleStats(e.String())
+			s.c.handleStatsString(&s.stats, e.String())
 		}
 	}
 }

@@ -11,7 +11,9 @@ import "time"
 //   - a connection's error clears when, after it, the connection is
 //     confirmed up: a message delivered, a partition assignment, a message
 //     received or an offset committed by one of its subscriptions, or a
-//     broker UP in its statistics.
+//     broker UP in its statistics;
+//   - a connection's last fatal error clears when a producer created after
+//     it (the rebuilt one) delivered a message.
 //
 // A new error replaces the last one and is "still failing" until it clears.
 type LastError struct {

@@ -60,6 +60,60 @@
 // connection is confirmed up after it (a delivery, an assignment, a message
 // received or committed, a broker UP in the statistics). See LastError.
 //
+// # Fatal errors
+//
+// librdkafka raises a fatal error when a producer can no longer keep its
+// guarantees (the idempotent producer's out-of-order sequence number or a
+// fenced producer; rd_kafka_fatal_error); the instance is then dead. res_kafka
+// heals it. It logs the error once, at ERROR, with its code and reason
+// ("kafka producer fatal error; rebuilding the producer", code=..., reason=...,
+// secrets masked), counts it and records it as the connection's last error
+// and last fatal error (state "fatal"). At once (in about a millisecond; a
+// failed attempt is retried within a second) it creates a new librdkafka
+// producer from the connection's configuration behind the same *Producer
+// handle: holders keep using the handle, and messages accepted but not yet
+// handed to librdkafka go to the new producer. Every message the old
+// producer had not delivered (its queue, which librdkafka purges, and what
+// is still in flight after request_timeout_ms plus a second) is handed back
+// to its owner through the ordinary failure path: its delivery callback
+// gets a Delivery whose Err wraps ErrProducerRebuilt (test it with
+// errors.Is; it also wraps the message's own kafka.Error) with librdkafka's
+// Persistence (NotPersisted: re-producing it is safe; PossiblyPersisted: it
+// may be stored already). An owner that wants the message delivered
+// re-produces it through the same handle (cdr_kafka in spool mode spools
+// it, as any failed message, and replays it). Such messages count as
+// failed and, apart, as handed back. The connection goes to "connecting",
+// then "up" as the new producer works; the last fatal error shows
+// "recovered at" once a producer created after it delivered a message.
+// "kafka show connection" shows the fatal errors, the rebuilds, the
+// messages handed back and the last fatal error with its time; the metrics
+// are switchboard_kafka_fatal_errors_total{connection},
+// switchboard_kafka_producer_rebuilds_total{connection,reason="fatal"|"reload"}
+// and switchboard_kafka_delivery_failed_rebuilt_total{connection}. "kafka
+// test fatal" (Producer.TestFatalError) raises one on purpose, through
+// librdkafka's own test hook. A consumer's fatal error is logged and
+// recorded but its subscription is not rebuilt.
+//
+// # Statistics
+//
+// With statistics_interval_ms > 0 every client (the connection's producer,
+// each subscription's consumer) keeps the latest librdkafka statistics
+// document it received (field names of librdkafka's STATISTICS.md), decoded
+// in place without allocating (stats.go), and exports it as metrics labelled
+// connection and client ("producer" or "consumer:<subscription>") and then
+// broker or topic and partition only: per broker switchboard_kafka_broker_up
+// {state}, _broker_rtt_seconds{quantile="0.5"|"0.99"}, _broker_rtt_avg_seconds
+// (over the last interval; absent when no request completed),
+// _broker_outbuf_requests, _broker_waitresp_requests, _broker_tx_errors_total
+// and _broker_rx_errors_total; per partition
+// switchboard_kafka_partition_queue_messages{queue="msgq"|"xmit_msgq"} and,
+// for consumers, _partition_consumer_lag_messages. Bootstrap and logical
+// brokers, librdkafka's internal partition -1 and partitions the client
+// neither produced to nor consumes are left out, and whatever a new document
+// no longer lists disappears from the metrics. "kafka show connection"
+// prints the same figures, a table of brokers and one of partitions per
+// client. A broker UP in the statistics confirms the connection up.
+//
 // # Reload
 //
 // Unchanged connections are untouched. A changed connection gets a new
@@ -353,6 +407,8 @@ func (m *Module) apply(cfg *Config) error {
 			flush := time.Duration(c.cfg().MessageTimeoutMs)*time.Millisecond + 5*time.Second
 			if err := p.swap(flush); err != nil {
 				m.logger.Error("kafka producer rebuild failed; keeping the old one", "connection", c.name, "err", err)
+			} else {
+				c.reloadSwaps.Add(1)
 			}
 		}
 		for _, s := range subs {

@@ -209,7 +209,9 @@ func (p *poller) run() {
 }
 
 // handleLog forwards one librdkafka log line into slog, rate-limited per
-// connection and tag; fatal lines (syslog level 0-2) are always logged.
+// connection and tag; fatal lines (syslog level 0-2) are always logged,
+// except librdkafka's "FATAL" line for a fatal error, which is debug (the
+// error event is logged instead, see conn.onFatal and handleClientError).
 func (m *Module) handleLog(le kafka.LogEvent) {
 	c := m.connByClient(le.Name)
 	conn := "?"
@@ -229,7 +231,12 @@ func (m *Module) handleLog(le kafka.LogEvent) {
 		level = slog.LevelInfo
 	}
 	args := []any{"connection", conn, "client", le.Name, "tag", le.Tag}
-	if le.Level <= 2 {
+	if le.Tag == "FATAL" {
+		// librdkafka's own line for a fatal error: res_kafka logs the
+		// error event once, with the connection and what it does about it.
+		level = slog.LevelDebug
+	}
+	if le.Level <= 2 && level != slog.LevelDebug {
 		m.logger.Log(m.ctx, level, "librdkafka: "+msg, args...)
 		return
 	}

@@ -115,8 +115,9 @@ func (t *cbTable) take(hs []uintptr, out []cbEntry) {
 
 // Producer is a connection's shared producer. It is a stable handle: the
 // librdkafka producer behind it may be replaced by a reload (after its queue
-// was flushed) without the holders noticing. Every method is safe for
-// concurrent use.
+// was flushed) or after a fatal error (its undelivered messages are handed
+// back with ErrProducerRebuilt) without the holders having to do anything
+// else. Every method is safe for concurrent use.
 type Producer struct {
 	c *conn
 
@@ -129,6 +130,7 @@ type Producer struct {
 	cbs     cbTable
 	space   spaceSignal
 	created time.Time
+	stats   clientStats // inner's latest statistics (stats.go)
 }
 
 func newProducerHandle(c *conn) *Producer {
@@ -430,9 +432,11 @@ func (p *Producer) swap(flushTimeout time.Duration) error {
 		p.mu.Unlock()
 		return err
 	}
+	old.retired.Store(true)
 	p.inner, p.name, p.created = kp, kp.String(), time.Now()
 	n := old.len()
 	p.mu.Unlock()
+	p.stats.clear()
 	m := p.c.m
 	m.retiring.Add(1)
 	go func() {
@@ -458,6 +462,9 @@ func (p *Producer) close(flushTimeout time.Duration) int {
 	old := p.inner
 	p.inner = nil
 	p.ready.Store(false)
+	if old != nil {
+		old.retired.Store(true)
+	}
 	p.mu.Unlock()
 	if old == nil {
 		return left

@@ -18,6 +18,7 @@ package reskafka
 #cgo CFLAGS: -I${SRCDIR} -O2
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "sb_rdkafka.h"
 
 // sb_dr is one delivery report handed to Go.
@@ -160,6 +161,13 @@ static rd_kafka_t *sb_new_producer(rd_kafka_conf_t *conf, char *errstr, size_t e
 	return rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errlen);
 }
 
+// sb_fatal_code returns the instance's fatal error code (0: none) without
+// its text.
+static rd_kafka_resp_err_t sb_fatal_code(rd_kafka_t *rk) {
+	char buf[8];
+	return rd_kafka_fatal_error(rk, buf, sizeof(buf));
+}
+
 static const char *sb_event_log(rd_kafka_event_t *ev, const char **fac, int *level) {
 	const char *str = NULL;
 	if (rd_kafka_event_log(ev, fac, &str, level) != 0)
@@ -173,6 +181,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -204,6 +213,19 @@ type rdProducer struct {
 	tmu    sync.RWMutex
 	topics map[string]*C.rd_kafka_topic_t
 	names  map[uintptr]string
+
+	// fatal is the fatal error of this instance once res_kafka saw it:
+	// every failure it reports after that is handed back wrapped in
+	// ErrProducerRebuilt (fatal.go).
+	fatal atomic.Pointer[kafka.Error]
+	// retired is set when the instance stopped being its handle's current
+	// producer (rebuilt, reloaded or closed): its statistics are ignored.
+	retired atomic.Bool
+	// handedBack counts the messages it failed with ErrProducerRebuilt.
+	handedBack atomic.Int64
+	// rebuiltErrs caches the ErrProducerRebuilt error per librdkafka error
+	// code (used by whoever serves the instance's events: one at a time).
+	rebuiltErrs map[int32]error
 }
 
 // newRdProducer creates a librdkafka producer from cm (the go.* keys of the
@@ -288,6 +310,43 @@ func (p *rdProducer) topicName(rkt uintptr) string {
 
 func rdError(code C.rd_kafka_resp_err_t) kafka.Error {
 	return kafka.NewError(kafka.ErrorCode(code), C.GoString(C.rd_kafka_err2str(code)), false)
+}
+
+// errName returns librdkafka's name of an error code, such as
+// "OUT_OF_ORDER_SEQUENCE_NUMBER".
+func errName(code kafka.ErrorCode) string {
+	return C.GoString(C.rd_kafka_err2name(C.rd_kafka_resp_err_t(code)))
+}
+
+// fatalError returns the instance's fatal error (its underlying code and
+// reason, as rd_kafka_fatal_error gives them), nil when it has none.
+func (p *rdProducer) fatalError() *kafka.Error {
+	if C.sb_fatal_code(p.rk) == 0 {
+		return nil
+	}
+	buf := (*C.char)(C.malloc(512))
+	defer C.free(unsafe.Pointer(buf))
+	code := C.rd_kafka_fatal_error(p.rk, buf, 512)
+	if code == 0 {
+		return nil
+	}
+	e := kafka.NewError(kafka.ErrorCode(code), C.GoString(buf), true)
+	return &e
+}
+
+// testFatalError makes librdkafka raise a fatal error with code on the
+// instance, as a real one would be raised (rd_kafka_test_fatal_error). It
+// fails when the instance had a fatal error already.
+func (p *rdProducer) testFatalError(code kafka.ErrorCode, reason string) error {
+	cr := C.CString(reason)
+	defer C.free(unsafe.Pointer(cr))
+	if rc := C.rd_kafka_test_fatal_error(p.rk, C.rd_kafka_resp_err_t(code), cr); rc != 0 {
+		if rc == C.RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS {
+			return fmt.Errorf("producer %s has had a fatal error already", p.name)
+		}
+		return rdError(rc)
+	}
+	return nil
 }
 
 // stageBuf is a batch of accepted messages on their way into librdkafka:
@@ -426,8 +485,19 @@ type rdEvent struct {
 	drs    []C.sb_dr // other delivery reports
 	events int       // events served
 	err    *kafka.Error
-	stats  string
-	log    *kafka.LogEvent
+	// stats is a statistics JSON document in librdkafka's memory, valid
+	// until hold is destroyed (release).
+	stats []byte
+	hold  *C.rd_kafka_event_t
+	log   *kafka.LogEvent
+}
+
+// release destroys the event the step kept (a statistics document).
+func (ev *rdEvent) release() {
+	if ev.hold != nil {
+		C.rd_kafka_event_destroy(ev.hold)
+		ev.hold, ev.stats = nil, nil
+	}
 }
 
 const rdPollBatch = 4096
@@ -446,19 +516,22 @@ func (p *rdProducer) poll(maxEvents int) rdEvent {
 		case C.RD_KAFKA_EVENT_ERROR:
 			code := C.rd_kafka_event_error(o)
 			fatal := C.rd_kafka_event_error_is_fatal(o) != 0
-			msg := C.GoString(C.rd_kafka_event_error_string(o))
+			e := kafka.NewError(kafka.ErrorCode(code), C.GoString(C.rd_kafka_event_error_string(o)), fatal)
 			if fatal {
-				// The real fatal error, as confluent-kafka-go reports it.
-				buf := (*C.char)(C.malloc(512))
-				if fc := C.rd_kafka_fatal_error(p.rk, buf, 512); fc != 0 {
-					code, msg = fc, C.GoString(buf)
+				// The underlying fatal error, as confluent-kafka-go reports it.
+				if fe := p.fatalError(); fe != nil {
+					e = *fe
 				}
-				C.free(unsafe.Pointer(buf))
 			}
-			e := kafka.NewError(kafka.ErrorCode(code), msg, fatal)
 			ev.err = &e
 		case C.RD_KAFKA_EVENT_STATS:
-			ev.stats = C.GoString(C.rd_kafka_event_stats(o))
+			// Parsed where it is, without a copy: the event is destroyed
+			// once the document was handled.
+			if js := C.rd_kafka_event_stats(o); js != nil {
+				ev.stats = unsafe.Slice((*byte)(unsafe.Pointer(js)), int(C.strlen(js)))
+				ev.hold = o
+				return ev
+			}
 		case C.RD_KAFKA_EVENT_LOG:
 			var fac *C.char
 			var level C.int
@@ -500,7 +573,7 @@ func (c *conn) serve(p *Producer, kp *rdProducer, maxEvents int) int {
 	ev := kp.poll(maxEvents)
 	if ev.ok > 0 {
 		c.delivered.Add(ev.ok)
-		c.markUp()
+		c.markUp(kp)
 	}
 	if len(ev.drs) > 0 {
 		c.deliveries(p, kp, ev.drs)
@@ -511,10 +584,17 @@ func (c *conn) serve(p *Producer, kp *rdProducer, maxEvents int) int {
 		p.space.broadcast()
 	}
 	if ev.err != nil {
-		c.handleClientError("producer", *ev.err)
+		if ev.err.IsFatal() {
+			c.onFatal(p, kp, *ev.err)
+		} else {
+			c.handleClientError("producer", *ev.err)
+		}
 	}
-	if ev.stats != "" {
-		c.handleStats(ev.stats)
+	if ev.stats != nil {
+		if !kp.retired.Load() {
+			c.handleStats(&p.stats, ev.stats)
+		}
+		ev.release()
 	}
 	if ev.log != nil {
 		c.m.handleLog(*ev.log)
@@ -522,8 +602,20 @@ func (c *conn) serve(p *Producer, kp *rdProducer, maxEvents int) int {
 	return ev.events + len(ev.drs) + int(ev.ok)
 }
 
-// markUp records a successful delivery: the connection works.
-func (c *conn) markUp() { c.confirmUp() }
+// markUp records a successful delivery by kp: the connection works, unless
+// kp is a producer that failed fatally (its last messages may still be
+// acknowledged while it is retired). A delivery by the handle's current
+// producer recovers the last fatal error (the producer that had it is
+// retired by then).
+func (c *conn) markUp(kp *rdProducer) {
+	if kp.fatal.Load() != nil {
+		return
+	}
+	if c.fatalPending.Load() && !kp.retired.Load() {
+		c.fatalRecovered()
+	}
+	c.confirmUp()
+}
 
 // drScratch is the poll goroutine's scratch space for deliveries.
 type drScratch struct {
@@ -554,18 +646,34 @@ func (c *conn) deliveries(p *Producer, kp *rdProducer, drs []C.sb_dr) {
 	}
 	if ok > 0 {
 		c.delivered.Add(ok)
-		c.markUp()
+		c.markUp(kp)
 	}
+	if ok < int64(len(drs)) && kp.fatal.Load() == nil {
+		// librdkafka fails the queued messages of an instance with a fatal
+		// error, possibly before its error event was served.
+		if fe := kp.fatalError(); fe != nil {
+			c.onFatal(p, kp, *fe)
+		}
+	}
+	fatal := kp.fatal.Load() != nil
 	for i := range drs {
 		d := &drs[i]
 		var err error
 		topic := ""
 		if d.err != 0 {
-			err = rdError(C.rd_kafka_resp_err_t(d.err))
 			topic = kp.topicName(uintptr(d.rkt))
 			c.failed.Add(1)
-			c.m.lim.Warn("dr:"+c.name, "kafka message delivery failed",
-				"connection", c.name, "topic", topic, "err", c.mask(err.Error()), "failed", c.failed.Load())
+			if fatal {
+				err = c.rebuiltError(kp, int32(d.err))
+				kp.handedBack.Add(1)
+				c.rebuiltFailed.Add(1)
+				c.m.lim.Warn("dr-rebuilt:"+c.name, "kafka message handed back: its producer failed fatally and was rebuilt",
+					"connection", c.name, "topic", topic, "err", err.Error(), "handed_back", c.rebuiltFailed.Load())
+			} else {
+				err = rdError(C.rd_kafka_resp_err_t(d.err))
+				c.m.lim.Warn("dr:"+c.name, "kafka message delivery failed",
+					"connection", c.name, "topic", topic, "err", c.mask(err.Error()), "failed", c.failed.Load())
+			}
 		}
 		e := ents[i]
 		ents[i] = cbEntry{}
@@ -578,4 +686,19 @@ func (c *conn) deliveries(p *Producer, kp *rdProducer, drs []C.sb_dr) {
 		c.m.callback(c, e.cb, Delivery{Topic: topic, Partition: int32(d.partition), Offset: int64(d.offset),
 			Err: err, Status: Persistence(d.status), Opaque: e.opaque})
 	}
+}
+
+// rebuiltError returns the error handed back for a message kp failed with
+// code after its fatal error: ErrProducerRebuilt with the fatal error and
+// the message's own librdkafka error (one value per code, shared).
+func (c *conn) rebuiltError(kp *rdProducer, code int32) error {
+	if e, ok := kp.rebuiltErrs[code]; ok {
+		return e
+	}
+	if kp.rebuiltErrs == nil {
+		kp.rebuiltErrs = map[int32]error{}
+	}
+	e := &rebuiltError{fatal: c.fatalText(*kp.fatal.Load()), err: rdError(C.rd_kafka_resp_err_t(code))}
+	kp.rebuiltErrs[code] = e
+	return e
 }

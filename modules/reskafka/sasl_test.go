@@ -66,7 +66,8 @@ debug = security,broker
 	run("kafka show connection secure")
 	run("kafka show status")
 	testwait.Until(t, 10*time.Second, "broker statistics", func() bool {
-		return strings.Contains(run("kafka show connection secure"), ", rtt ")
+		out := run("kafka show connection secure")
+		return strings.Contains(out, "Statistics of the producer (") && strings.Contains(out, "  UP  ")
 	})
 	logs := th.logs.String()
 	if !strings.Contains(logs, "kafka authentication failed") {

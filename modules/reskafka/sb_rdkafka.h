@@ -40,6 +40,7 @@ typedef struct sb_rk_headers rd_kafka_headers_t;
 /* Error code (an enum in librdkafka; it has negative members). */
 typedef int rd_kafka_resp_err_t;
 #define RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC (-188)
+#define RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS (-177)
 
 /* Client type given to rd_kafka_new. */
 typedef unsigned int rd_kafka_type_t;
@@ -119,8 +120,16 @@ int rd_kafka_version(void);
 
 /* Errors. */
 const char *rd_kafka_err2str(rd_kafka_resp_err_t code);
+const char *rd_kafka_err2name(rd_kafka_resp_err_t code);
 rd_kafka_resp_err_t rd_kafka_last_error(void);
 rd_kafka_resp_err_t rd_kafka_fatal_error(rd_kafka_t *rk, char *buf, size_t bufsize);
+/*
+ * Raises a fatal error with the given code on purpose (librdkafka prefixes
+ * the reason with "test_fatal_error: "); returns 0, or
+ * RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS when the instance had a fatal error
+ * already.
+ */
+rd_kafka_resp_err_t rd_kafka_test_fatal_error(rd_kafka_t *rk, rd_kafka_resp_err_t code, const char *reason);
 
 /* Configuration. */
 rd_kafka_conf_t *rd_kafka_conf_new(void);

@@ -211,7 +211,8 @@ func (p *Producer) drain() {
 
 // push hands batch b (from b.pushed on) to librdkafka and reports whether
 // it got through. On a full librdkafka queue the drainer waits for room (the
-// messages were accepted: they are never dropped for lack of room), while a
+// messages were accepted: they are never dropped for lack of room), and on
+// a producer that failed fatally it waits for its replacement, while a
 // direct caller stops there and leaves the rest to the drainer (handOver),
 // so that Produce never blocks. A message librdkafka refuses for another
 // reason fails (counted, logged, its callback told), and so does everything
@@ -236,13 +237,28 @@ func (p *Producer) push(b *stageBuf, direct bool) bool {
 			continue
 		}
 		k, err := kp.produceStaged(b, done, min(n, done+pushChunk))
+		var kerr kafka.Error
+		if errors.As(err, &kerr) && kerr.Code() == kafka.ErrFatal {
+			// Under the lock: kp is not retired before onFatal saw it.
+			if fe := kp.fatalError(); fe != nil {
+				p.c.onFatal(p, kp, *fe)
+			}
+		}
 		p.mu.RUnlock()
 		done += k
-		var kerr kafka.Error
 		switch {
 		case err == nil:
 			wait = 200 * time.Microsecond
 		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull:
+			if direct {
+				b.pushed = done
+				return false
+			}
+			p.waitSpace(wait, nil)
+			wait = min(wait*2, 5*time.Millisecond)
+		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrFatal:
+			// kp failed fatally: the rest goes to the producer that
+			// replaces it (fatal.go), in moments; the drainer waits for it.
 			if direct {
 				b.pushed = done
 				return false
