@@ -10,6 +10,7 @@ package all
 import (
 	// Built-in modules, one import each (the lead keeps this list final).
 	_ "github.com/switchboard-dp/switchboard/modules/cdr"           // cdr
+	_ "github.com/switchboard-dp/switchboard/modules/cdrfile"       // cdr_file
 	_ "github.com/switchboard-dp/switchboard/modules/cdrkafka"      // cdr_kafka
 	_ "github.com/switchboard-dp/switchboard/modules/pktengine"     // pkt_engine
 	_ "github.com/switchboard-dp/switchboard/modules/policysync"    // policy_sync

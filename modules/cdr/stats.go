@@ -17,10 +17,11 @@ const (
 	DropProduceError                   // the producer refused the record for another reason (too large, ...)
 	DropShutdown                       // still undelivered at shutdown and not spooled
 	DropUnregistered                   // handed over after the backend unregistered
+	DropWriteError                     // the destination could not be written and the backend drops rather than spools (cdr_file on_error = drop)
 	NumDropReasons
 )
 
-var dropReasonNames = [NumDropReasons]string{"queue_full", "block_timeout", "spool_error", "produce_error", "shutdown", "unregistered"}
+var dropReasonNames = [NumDropReasons]string{"queue_full", "block_timeout", "spool_error", "produce_error", "shutdown", "unregistered", "write_error"}
 
 func (r DropReason) String() string {
 	if r < NumDropReasons {
