@@ -1,6 +1,7 @@
 package cdrkafka
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,7 +119,28 @@ func (k *Backend) getChunk() *chunk {
 }
 
 // msgPos locates one message in a chunk's data.
-type msgPos struct{ k0, k1, v1 uint32 } // key data[k0:k1], value data[k1:v1]
+// msgPos locates one message in a chunk: key data[k0:k1], value
+// data[k1:v1], and the CDR id's text inside the value, data[id0:id1]
+// (id1 == 0: none).
+type msgPos struct{ k0, k1, v1, id0, id1 uint32 }
+
+// idField starts the id's text in a CDR's JSON (cdr.AppendJSON).
+var idField = []byte(`,"id":"`)
+
+// idAt returns where the id's text is in data[v0:v1] (a CDR's JSON), or
+// 0, 0. The id is the last string field, so the search runs from the end.
+func idAt(data []byte, v0, v1 uint32) (uint32, uint32) {
+	i := bytes.LastIndex(data[v0:v1], idField)
+	if i < 0 {
+		return 0, 0
+	}
+	start := v0 + uint32(i+len(idField))
+	end := bytes.IndexByte(data[start:v1], '"')
+	if end < 0 {
+		return 0, 0
+	}
+	return start, start + uint32(end)
+}
 
 // ref is the opaque of one produced message in spool mode.
 type ref struct {
@@ -140,6 +162,7 @@ type chunk struct {
 	k           *Backend
 	data        []byte
 	msgs        []msgPos
+	hdrs        []reskafka.Header // one per message, for the id header
 	refs        []ref
 	outstanding atomic.Int32
 	replay      bool
@@ -156,15 +179,27 @@ func (c *chunk) value(i int) []byte { m := c.msgs[i]; return c.data[m.k1:m.v1] }
 // outMessages fills out (reused, grown as needed) with c's messages; in
 // spool mode (withRefs) each carries its ref as the opaque. The messages
 // point into c.data: the producer copies them.
+// With an id header configured, each message carries its CDR's id there.
 func (c *chunk) outMessages(out []reskafka.OutMessage, withRefs bool) []reskafka.OutMessage {
 	n := len(c.msgs)
 	if cap(out) < n {
 		out = make([]reskafka.OutMessage, n)
 	}
 	out = out[:n]
+	idHeader := c.k.cfg.Load().IDHeader
+	if idHeader != "" {
+		if cap(c.hdrs) < n {
+			c.hdrs = make([]reskafka.Header, n)
+		}
+		c.hdrs = c.hdrs[:n]
+	}
 	for i, m := range c.msgs {
 		o := &out[i]
-		o.Key, o.Value, o.Opaque = c.data[m.k0:m.k1], c.data[m.k1:m.v1], nil
+		o.Key, o.Value, o.Headers, o.Opaque = c.data[m.k0:m.k1], c.data[m.k1:m.v1], nil, nil
+		if idHeader != "" && m.id1 != 0 {
+			c.hdrs[i] = reskafka.Header{Key: idHeader, Value: c.data[m.id0:m.id1]}
+			o.Headers = c.hdrs[i : i+1 : i+1]
+		}
 		if withRefs {
 			o.Opaque = &c.refs[i]
 		}
@@ -177,7 +212,9 @@ func (c *chunk) add(key, value []byte) {
 	c.data = append(c.data, key...)
 	k1 := uint32(len(c.data))
 	c.data = append(c.data, value...)
-	c.msgs = append(c.msgs, msgPos{k0, k1, uint32(len(c.data))})
+	v1 := uint32(len(c.data))
+	id0, id1 := idAt(c.data, k1, v1)
+	c.msgs = append(c.msgs, msgPos{k0, k1, v1, id0, id1})
 }
 
 // prepareRefs sizes refs for every message; outstanding counts them plus
@@ -237,7 +274,12 @@ func (b *batcher) Add(r *cdr.Record) bool {
 	}
 	k1 := uint32(len(c.data))
 	c.data = cdr.AppendJSON(c.data, r)
-	c.msgs = append(c.msgs, msgPos{k0, k1, uint32(len(c.data))})
+	v1 := uint32(len(c.data))
+	var id0, id1 uint32
+	if !r.ID.IsZero() {
+		id0, id1 = idAt(c.data, k1, v1)
+	}
+	c.msgs = append(c.msgs, msgPos{k0, k1, v1, id0, id1})
 	return len(c.msgs) >= b.max
 }
 

@@ -66,6 +66,10 @@ type Config struct {
 	// ReplayInflight is how many replayed records may be in the producer at
 	// once.
 	ReplayInflight int `conf:"replay_inflight" default:"10000" min:"1" max:"10000000"`
+	// IDHeader is the name of the Kafka header that carries each CDR's id
+	// (the "id" field of the JSON) so a consumer can de-duplicate without
+	// parsing the value; empty: no header.
+	IDHeader string `conf:"id_header" default:"cdr_id"`
 	// ShutdownFlushMs bounds the producer flush at unload.
 	ShutdownFlushMs int `conf:"shutdown_flush_ms" default:"5000" min:"0" max:"600000"`
 	// TopicPartitions, when > 0, makes the module ensure the topic exists

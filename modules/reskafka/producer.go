@@ -164,6 +164,8 @@ func (p *Producer) ProduceOpaque(topic string, key, value []byte, headers []Head
 type OutMessage struct {
 	Key   []byte
 	Value []byte
+	// Headers are the message's headers (copied, as key and value are).
+	Headers []Header
 	// Opaque is handed back in Delivery.Opaque.
 	Opaque any
 }
@@ -180,7 +182,8 @@ func (p *Producer) ProduceBatch(topic string, msgs []OutMessage, onDelivery func
 	return p.produce(topic, msgs, nil, onDelivery)
 }
 
-// produce stages msgs (each with headers) for the drainer.
+// produce stages msgs for the drainer, each with its own headers or, when
+// it has none, with headers.
 func (p *Producer) produce(topic string, msgs []OutMessage, headers []Header, onDelivery func(Delivery)) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
@@ -223,8 +226,15 @@ func (p *Producer) produce(topic string, msgs []OutMessage, headers []Header, on
 		for i := done; i < len(msgs); i++ {
 			m := &msgs[i]
 			size := int64(len(m.Key) + len(m.Value))
-			if int(size)+hsize > cfg.MessageMaxBytes {
-				tooBig = int(size) + hsize
+			mh, mhsize := headers, hsize
+			if len(m.Headers) > 0 {
+				mh, mhsize = m.Headers, 0
+				for _, h := range m.Headers {
+					mhsize += len(h.Key) + len(h.Value)
+				}
+			}
+			if int(size)+mhsize > cfg.MessageMaxBytes {
+				tooBig = int(size) + mhsize
 				break
 			}
 			if s.out >= maxMsgs || (s.outBytes+size > maxBytes && s.out > 0) {
@@ -238,7 +248,7 @@ func (p *Producer) produce(topic string, msgs []OutMessage, headers []Header, on
 			if onDelivery != nil {
 				h = p.cbs.put(cbEntry{cb: onDelivery, opaque: m.Opaque})
 			}
-			b.add(topic, m.Key, m.Value, headers, h)
+			b.add(topic, m.Key, m.Value, mh, h)
 			s.out++
 			s.outBytes += size
 			n++

@@ -13,7 +13,8 @@ import (
 )
 
 // TestStageKeepsOrderAndContent: Produce (with and without keys, headers,
-// null values) and ProduceBatch interleaved through a queue small enough to
+// null values) and ProduceBatch (some messages with headers of their own)
+// interleaved through a queue small enough to
 // fill, so the stage fills, waits and resumes mid-batch; kcat reads one
 // partition back and finds every message once, in order, byte for byte.
 // Idempotence is on because without it librdkafka itself may reorder a
@@ -64,7 +65,11 @@ queue_full_timeout_ms = 30000
 		if i%1000 == 500 {
 			var msgs []OutMessage
 			for j := i; j < i+100; j++ {
-				msgs = append(msgs, OutMessage{Key: key(j), Value: value(j)})
+				m := OutMessage{Key: key(j), Value: value(j)}
+				if j%3 == 0 { // a header of its own
+					m.Headers = []Header{{Key: "bseq", Value: []byte(strconv.Itoa(j))}}
+				}
+				msgs = append(msgs, m)
 			}
 			if got, err := p.ProduceBatch(topic, msgs, nil); err != nil || got != len(msgs) {
 				t.Fatalf("ProduceBatch at %d: %d, %v", i, got, err)
@@ -102,8 +107,13 @@ queue_full_timeout_ms = 30000
 		if string(m.Value) != string(value(i)) || (m.Value == nil) != (value(i) == nil) {
 			t.Fatalf("message %d: value %q (null %v), want %q (null %v)", i, m.Value, m.Value == nil, value(i), value(i) == nil)
 		}
-		wantHdr := i > 0 && i%7 == 0 && (i%1000 < 500 || i%1000 >= 600)
-		if wantHdr != (m.Headers != nil) || (wantHdr && m.Headers["seq"] != strconv.Itoa(i)) {
+		inBatch := i%1000 >= 500 && i%1000 < 600
+		wantHdr := i > 0 && i%7 == 0 && !inBatch
+		wantBatchHdr := inBatch && i%3 == 0
+		switch {
+		case wantHdr && m.Headers["seq"] != strconv.Itoa(i),
+			wantBatchHdr && (len(m.Headers) != 1 || m.Headers["bseq"] != strconv.Itoa(i)),
+			!wantHdr && !wantBatchHdr && m.Headers != nil:
 			t.Fatalf("message %d: headers %v", i, m.Headers)
 		}
 	}
