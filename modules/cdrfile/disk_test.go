@@ -82,12 +82,16 @@ func TestDiskFullSpoolsThenReplays(t *testing.T) {
 			t.Fatalf("status lacks %q:\n%s", want, st)
 		}
 	}
-	// The open file holds only complete lines, even mid-outage.
+	// The open file holds only complete lines, even mid-outage, whenever no
+	// write is under way: the replayer keeps retrying, and a retry that
+	// writes part of a line cuts it off again under the backend's lock.
 	open := files(t, dir)
 	if len(open) != 1 || !strings.HasSuffix(open[0], openSuffix) {
 		t.Fatalf("files %v", open)
 	}
+	r.b.mu.Lock()
 	data, _ := os.ReadFile(filepath.Join(dir, open[0]))
+	r.b.mu.Unlock()
 	checkSeqs(t, seqs(t, string(data)), int(s.Delivered))
 
 	remount(t, dir, "size=8m") // free space
