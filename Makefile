@@ -6,7 +6,7 @@
 #                            with -race against it, always stop the broker
 #   make lint                go vet, staticcheck and deadcode (both pinned by version);
 #                            fails on any finding (make test runs it first)
-#   make kafka-up/-down      single-node Kafka 4.x (PLAINTEXT + SASL_SSL) for local work;
+#   make kafka-up/-down      single-node Kafka 4.x (PLAINTEXT, SASL_SSL, OAUTHBEARER, mTLS) for local work;
 #                            `. $(KAFKA_INSTANCE_DIR)/env` then go test uses it
 #   make kafka-cluster-up/-down   3-node KRaft cluster (scripts/kafka.sh node-stop N /
 #                            node-start N bounce one node)

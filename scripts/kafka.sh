@@ -7,9 +7,13 @@
 #
 # Usage: scripts/kafka.sh COMMAND
 #
-#   up             start one broker+controller (PLAINTEXT + SASL_SSL/SCRAM-SHA-512) in
-#                  $KAFKA_INSTANCE_DIR (default /tmp/switchboard-kafka); waits until it
-#                  answers a metadata request; writes and prints $KAFKA_INSTANCE_DIR/env.
+#   up             start one broker+controller in $KAFKA_INSTANCE_DIR (default
+#                  /tmp/switchboard-kafka) with four client listeners: PLAINTEXT,
+#                  SASL_SSL/SCRAM-SHA-512, OAUTH (SASL_PLAINTEXT/OAUTHBEARER with Kafka's
+#                  unsecured-JWT validator: tokens need the scope $KAFKA_OAUTH_SCOPE; for
+#                  tests only) and MTLS (SSL with ssl.client.auth=required, trusting the
+#                  instance's CA); waits until it answers a metadata request; writes and
+#                  prints $KAFKA_INSTANCE_DIR/env.
 #                  If that instance's broker already runs, it is reused (exit 0).
 #   down           stop the instance's broker (SIGTERM, bounded wait, SIGKILL) and remove
 #                  its data. Idempotent.
@@ -34,7 +38,8 @@
 #   SWITCHBOARD_CACHE          jar cache root (default ~/.cache/switchboard)
 #   KAFKA_INSTANCE_DIR         single-broker instance dir (default /tmp/switchboard-kafka)
 #   KAFKA_CLUSTER_DIR          cluster dir (default /tmp/switchboard-kafka-cluster)
-#   KAFKA_PORT, KAFKA_SASL_PORT, KAFKA_CONTROLLER_PORT   fixed ports for `up`
+#   KAFKA_PORT, KAFKA_SASL_PORT, KAFKA_CONTROLLER_PORT, KAFKA_OAUTH_PORT, KAFKA_MTLS_PORT
+#                              fixed ports for `up`
 #   KAFKA_HEAP                 broker heap for `up` (default 512m; cluster nodes use 384m,
 #                              override with KAFKA_CLUSTER_HEAP)
 #   KAFKA_READY_TIMEOUT        seconds to wait for readiness (default 90)
@@ -48,6 +53,13 @@
 #   KAFKA_BOOTSTRAP KAFKA_SASL_BOOTSTRAP KAFKA_SASL_USERNAME KAFKA_SASL_PASSWORD
 #   KAFKA_SASL_MECHANISM KAFKA_CA_LOCATION KAFKA_VERSION KAFKA_INSTANCE_DIR
 #   KAFKA_KCAT_LIBRARY_PATH (LD_LIBRARY_PATH for kcat over SASL; see kcat_lib below)
+#   KAFKA_OAUTH_BOOTSTRAP KAFKA_OAUTH_SCOPE (the OAUTHBEARER listener and the scope its
+#     validator requires; the broker re-authenticates its sessions when a token expires)
+#   KAFKA_MTLS_BOOTSTRAP (the SSL listener requiring a client certificate)
+#   KAFKA_CLIENT_CERT KAFKA_CLIENT_KEY (a client certificate of the instance's CA, EC key)
+#   KAFKA_CLIENT_KEY_ENCRYPTED KAFKA_CLIENT_KEY_PASSWORD (the same key, PKCS#8 encrypted)
+#   KAFKA_EXPIRED_CLIENT_CERT (signed by the instance's CA for the same key, expired 2020)
+#   KAFKA_FOREIGN_CLIENT_CERT KAFKA_FOREIGN_CLIENT_KEY (signed by a CA the broker does not trust)
 # and by `cluster-up`:
 #   KAFKA_CLUSTER_BOOTSTRAP KAFKA_NODE<N>_BOOTSTRAP KAFKA_NODE<N>_PID_FILE
 #   KAFKA_CLUSTER_DIR KAFKA_VERSION
@@ -63,6 +75,8 @@ INSTANCE_DIR="$(realpath -m "${KAFKA_INSTANCE_DIR:-/tmp/switchboard-kafka}")"
 CLUSTER_DIR="$(realpath -m "${KAFKA_CLUSTER_DIR:-/tmp/switchboard-kafka-cluster}")"
 READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-90}"
 SASL_MECH="SCRAM-SHA-512"
+# The scope the OAUTH listener's unsecured-JWT validator requires in every token.
+OAUTH_SCOPE="switchboard"
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { echo "kafka.sh: ERROR: $*" >&2; exit 1; }
@@ -378,8 +392,10 @@ kcat_lib() {
 
 # ---------------------------------------------------------------- TLS
 
+# make_certs DIR KEY_PASSWORD: a CA, the broker's certificate for localhost, and the
+# client certificates of the MTLS listener's tests (EC keys: fast to generate).
 make_certs() {
-    local d="$1"
+    local d="$1" keypass="$2"
     mkdir -p "$d"
     command -v openssl >/dev/null || die "openssl not found"
     (
@@ -394,7 +410,28 @@ make_certs() {
         openssl pkcs8 -topk8 -nocrypt -in server.rsa.key -out server.key
         # PEM keystore: PKCS#8 private key followed by the certificate chain.
         cat server.key server.pem ca.pem >broker.pem
-        chmod 600 ca.key server.rsa.key server.key broker.pem
+        # Client certificate of the same CA, and its key encrypted with keypass.
+        local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n' >client.ext
+        openssl req "${ec[@]}" -subj "/CN=switchboard-client" -keyout client.key -out client.csr >/dev/null 2>&1
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile client.ext -out client.pem >/dev/null 2>&1
+        openssl pkcs8 -topk8 -v2 aes-256-cbc -passout "pass:$keypass" -in client.key -out client.enc.key
+        # The same client, certified by the same CA for one day in 2020 (openssl ca
+        # is the one command of OpenSSL 3.0 that sets dates in the past).
+        mkdir -p ca.db
+        : >ca.db/index.txt
+        echo 1000 >ca.db/serial
+        printf '[ca]\ndefault_ca = sb\n[sb]\ndatabase = ca.db/index.txt\nnew_certs_dir = ca.db\nserial = ca.db/serial\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n' >ca.cnf
+        openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in client.csr -out client-expired.pem \
+            -startdate 20200101000000Z -enddate 20200102000000Z -notext -extfile client.ext >/dev/null 2>&1
+        # A client certificate of a CA the broker does not trust.
+        openssl req -x509 "${ec[@]}" -days 30 -subj "/CN=foreign-test-ca" \
+            -keyout foreign-ca.key -out foreign-ca.pem >/dev/null 2>&1
+        openssl req "${ec[@]}" -subj "/CN=switchboard-client" -keyout foreign-client.key -out foreign-client.csr >/dev/null 2>&1
+        openssl x509 -req -in foreign-client.csr -CA foreign-ca.pem -CAkey foreign-ca.key -CAcreateserial -days 30 \
+            -extfile client.ext -out foreign-client.pem >/dev/null 2>&1
+        chmod 600 ca.key server.rsa.key server.key broker.pem client.key client.enc.key foreign-ca.key foreign-client.key
     ) || die "certificate generation failed in $d"
 }
 
@@ -437,11 +474,13 @@ cmd_up() {
     rm -rf "$INSTANCE_DIR/data" "$INSTANCE_DIR/tls" "$INSTANCE_DIR/env"
     mkdir -p "$INSTANCE_DIR/logs" "$INSTANCE_DIR/data"
     : >"$INSTANCE_DIR/logs/server.log"
-    local ports p q c
-    mapfile -t ports < <(free_ports 4)
+    local ports p q c o m
+    mapfile -t ports < <(free_ports 6)
     p="${KAFKA_PORT:-${ports[0]}}"
     q="${KAFKA_SASL_PORT:-${ports[1]}}"
     c="${KAFKA_CONTROLLER_PORT:-${ports[2]}}"
+    o="${KAFKA_OAUTH_PORT:-${ports[4]}}"
+    m="${KAFKA_MTLS_PORT:-${ports[5]}}"
     # Optional proxied listener (see KAFKA_PROXY_ADVERTISE).
     local xl="" xa="" xm="" xp=""
     if [[ -n "${KAFKA_PROXY_ADVERTISE:-}" ]]; then
@@ -451,16 +490,18 @@ cmd_up() {
     fi
     local user="${KAFKA_SASL_USERNAME:-switchboard}"
     local pass="${KAFKA_SASL_PASSWORD:-sb-$(openssl rand -hex 12)}"
-    make_certs "$INSTANCE_DIR/tls"
+    local keypass
+    keypass="kp-$(openssl rand -hex 12)"
+    make_certs "$INSTANCE_DIR/tls" "$keypass"
     write_log4j "$INSTANCE_DIR/log4j2.properties"
     cat >"$INSTANCE_DIR/server.properties" <<EOF
 # generated by scripts/kafka.sh — single-node KRaft broker+controller for tests
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$c
-listeners=PLAINTEXT://127.0.0.1:$p,SASL_SSL://127.0.0.1:$q,CONTROLLER://127.0.0.1:$c$xl
-advertised.listeners=PLAINTEXT://127.0.0.1:$p,SASL_SSL://localhost:$q,CONTROLLER://127.0.0.1:$c$xa
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL$xm
+listeners=PLAINTEXT://127.0.0.1:$p,SASL_SSL://127.0.0.1:$q,OAUTH://127.0.0.1:$o,MTLS://127.0.0.1:$m,CONTROLLER://127.0.0.1:$c$xl
+advertised.listeners=PLAINTEXT://127.0.0.1:$p,SASL_SSL://localhost:$q,OAUTH://127.0.0.1:$o,MTLS://localhost:$m,CONTROLLER://127.0.0.1:$c$xa
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,OAUTH:SASL_PLAINTEXT,MTLS:SSL$xm
 log.dirs=$INSTANCE_DIR/data
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=10
@@ -473,6 +514,18 @@ sasl.enabled.mechanisms=$SASL_MECH
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PEM
 ssl.keystore.location=$INSTANCE_DIR/tls/broker.pem
+# OAUTH: OAUTHBEARER with Kafka's default (unsecured-JWT) login and validator callback
+# handlers: any token with alg "none", a "sub" claim and the scope OAUTH_SCOPE is
+# accepted (never for production). Sessions last until the token expires, then the
+# client must re-authenticate (KIP-368), so a client that does not refresh its
+# token fails.
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="switchboard-broker" unsecuredValidatorRequiredScope="$OAUTH_SCOPE";
+listener.name.oauth.oauthbearer.connections.max.reauth.ms=3600000
+# MTLS: TLS with a client certificate the instance's CA signed.
+listener.name.mtls.ssl.client.auth=required
+listener.name.mtls.ssl.truststore.type=PEM
+listener.name.mtls.ssl.truststore.location=$INSTANCE_DIR/tls/ca.pem
 $(common_props)
 EOF
     local cid
@@ -481,7 +534,7 @@ EOF
     storage_format "$INSTANCE_DIR" "$cid" \
         --add-scram "$SASL_MECH=[name=$user,password=$pass]"
     start_java "$INSTANCE_DIR" "${KAFKA_HEAP:-512m}"
-    log "started broker pid $(cat "$pf") (PLAINTEXT 127.0.0.1:$p, SASL_SSL localhost:$q, controller $c); waiting for metadata (<= ${READY_TIMEOUT}s)"
+    log "started broker pid $(cat "$pf") (PLAINTEXT 127.0.0.1:$p, SASL_SSL localhost:$q, OAUTH 127.0.0.1:$o, MTLS localhost:$m, controller $c); waiting for metadata (<= ${READY_TIMEOUT}s)"
     if ! wait_ready "up" "$pf" "$INSTANCE_DIR/logs/server.log" "127.0.0.1:$p" 1; then
         stop_pid "$pf" KILL 5
         die "broker did not become ready (instance $INSTANCE_DIR)"
@@ -509,10 +562,20 @@ KAFKA_CA_LOCATION=$INSTANCE_DIR/tls/ca.pem
 KAFKA_VERSION=$KVER
 KAFKA_INSTANCE_DIR=$INSTANCE_DIR
 KAFKA_KCAT_LIBRARY_PATH=$klib
+KAFKA_OAUTH_BOOTSTRAP=127.0.0.1:$o
+KAFKA_OAUTH_SCOPE=$OAUTH_SCOPE
+KAFKA_MTLS_BOOTSTRAP=localhost:$m
+KAFKA_CLIENT_CERT=$INSTANCE_DIR/tls/client.pem
+KAFKA_CLIENT_KEY=$INSTANCE_DIR/tls/client.key
+KAFKA_CLIENT_KEY_ENCRYPTED=$INSTANCE_DIR/tls/client.enc.key
+KAFKA_CLIENT_KEY_PASSWORD=$keypass
+KAFKA_EXPIRED_CLIENT_CERT=$INSTANCE_DIR/tls/client-expired.pem
+KAFKA_FOREIGN_CLIENT_CERT=$INSTANCE_DIR/tls/foreign-client.pem
+KAFKA_FOREIGN_CLIENT_KEY=$INSTANCE_DIR/tls/foreign-client.key
 EOF
     if [[ -n "$xp" ]]; then echo "KAFKA_PROXIED_PORT=$xp" >>"$INSTANCE_DIR/env.tmp"; fi
     mv "$INSTANCE_DIR/env.tmp" "$INSTANCE_DIR/env"
-    log "Apache Kafka $KVER ready in $((SECONDS - t0))s: PLAINTEXT 127.0.0.1:$p, SASL_SSL localhost:$q"
+    log "Apache Kafka $KVER ready in $((SECONDS - t0))s: PLAINTEXT 127.0.0.1:$p, SASL_SSL localhost:$q, OAUTH 127.0.0.1:$o, MTLS localhost:$m"
     echo "$INSTANCE_DIR/env"
 }
 

@@ -54,10 +54,37 @@ type Broker struct {
 	// Debian's kcat links a librdkafka too old for SCRAM with Kafka 4.x (see
 	// scripts/kafka.sh kcat-lib).
 	KcatLibraryPath string
+
+	// OAuthBootstrap is the SASL_PLAINTEXT listener taking OAUTHBEARER tokens with
+	// Kafka's unsecured-JWT validator (127.0.0.1:port); empty for the embedded
+	// broker. Every token must carry the scope OAuthScope; a session ends when its
+	// token expires unless the client re-authenticates with a fresh one.
+	OAuthBootstrap, OAuthScope string
+
+	// MTLSBootstrap is the SSL listener requiring a client certificate signed by
+	// the CA of CALocation (localhost:port); empty for the embedded broker.
+	MTLSBootstrap string
+	// ClientCert and ClientKey are a client certificate of that CA and its
+	// (unencrypted) private key; ClientKeyEncrypted is the same key encrypted
+	// with ClientKeyPassword.
+	ClientCert, ClientKey, ClientKeyEncrypted, ClientKeyPassword string
+	// ExpiredClientCert is a certificate of the same CA for ClientKey that
+	// expired in 2020.
+	ExpiredClientCert string
+	// ForeignClientCert and ForeignClientKey are a client certificate of a CA the
+	// broker does not trust, and its key.
+	ForeignClientCert, ForeignClientKey string
 }
 
 // HasSASL reports whether the broker has a SASL_SSL listener.
 func (b *Broker) HasSASL() bool { return b.SASLBootstrap != "" }
+
+// HasOAuth reports whether the broker has the OAUTHBEARER listener.
+func (b *Broker) HasOAuth() bool { return b.OAuthBootstrap != "" }
+
+// HasMTLS reports whether the broker has the listener requiring client
+// certificates.
+func (b *Broker) HasMTLS() bool { return b.MTLSBootstrap != "" && b.ClientCert != "" }
 
 // ConfigMap returns a librdkafka configuration for the PLAINTEXT listener.
 func (b *Broker) ConfigMap() *kafka.ConfigMap {
@@ -86,6 +113,12 @@ func (b *Broker) String() string {
 	if b.HasSASL() {
 		s += fmt.Sprintf(" (SASL_SSL %s at %s)", b.SASLMechanism, b.SASLBootstrap)
 	}
+	if b.HasOAuth() {
+		s += fmt.Sprintf(" (OAUTHBEARER at %s)", b.OAuthBootstrap)
+	}
+	if b.HasMTLS() {
+		s += fmt.Sprintf(" (mTLS at %s)", b.MTLSBootstrap)
+	}
 	return s
 }
 
@@ -101,7 +134,24 @@ func brokerFromEnv(get func(string) string) *Broker {
 		Version:         get("KAFKA_VERSION"),
 		KcatLibraryPath: get("KAFKA_KCAT_LIBRARY_PATH"),
 		Real:            true,
+
+		OAuthBootstrap:     get("KAFKA_OAUTH_BOOTSTRAP"),
+		OAuthScope:         get("KAFKA_OAUTH_SCOPE"),
+		MTLSBootstrap:      get("KAFKA_MTLS_BOOTSTRAP"),
+		ClientCert:         get("KAFKA_CLIENT_CERT"),
+		ClientKey:          get("KAFKA_CLIENT_KEY"),
+		ClientKeyEncrypted: get("KAFKA_CLIENT_KEY_ENCRYPTED"),
+		ClientKeyPassword:  get("KAFKA_CLIENT_KEY_PASSWORD"),
+		ExpiredClientCert:  get("KAFKA_EXPIRED_CLIENT_CERT"),
+		ForeignClientCert:  get("KAFKA_FOREIGN_CLIENT_CERT"),
+		ForeignClientKey:   get("KAFKA_FOREIGN_CLIENT_KEY"),
 	}
+}
+
+// BrokerFromEnv builds a Broker from an env file of scripts/kafka.sh up, as
+// read by ReadEnvFile.
+func BrokerFromEnv(env map[string]string) *Broker {
+	return brokerFromEnv(func(k string) string { return env[k] })
 }
 
 var (
@@ -208,8 +258,9 @@ func KafkaSh(ctx context.Context, extraEnv []string, args ...string) (string, er
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "KAFKA_PORT", "KAFKA_SASL_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_SASL_USERNAME",
-			"KAFKA_SASL_PASSWORD", "KAFKA_INSTANCE_DIR", "KAFKA_CLUSTER_DIR":
+		case "KAFKA_PORT", "KAFKA_SASL_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_OAUTH_PORT",
+			"KAFKA_MTLS_PORT", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_INSTANCE_DIR",
+			"KAFKA_CLUSTER_DIR":
 			continue
 		}
 		env = append(env, kv)
@@ -231,7 +282,7 @@ func LastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// DedicatedBroker is a private single-node Apache Kafka broker (PLAINTEXT + SASL_SSL)
+// DedicatedBroker is a private single-node Apache Kafka broker (the listeners of Broker)
 // started for one test, which may stop and restart it.
 type DedicatedBroker struct {
 	t      testing.TB

@@ -1,6 +1,7 @@
 package reskafka
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"reflect"
@@ -34,21 +35,43 @@ type General struct {
 // Connection is one named connection of kafka.conf: every section other
 // than [general]. Names and defaults follow Asterisk's res_kafka.
 type Connection struct {
-	Type                      string `conf:"type" default:"connection" enum:"connection"`
-	Brokers                   string `conf:"brokers" default:"localhost:9092"`
-	ClientID                  string `conf:"client_id" default:"switchboard"`
-	RequestTimeoutMs          int    `conf:"request_timeout_ms" default:"5000" min:"1" max:"900000"`
-	MessageTimeoutMs          int    `conf:"message_timeout_ms" default:"300000" min:"0" max:"2147483647"`
-	SocketTimeoutMs           int    `conf:"socket_timeout_ms" default:"10000" min:"10" max:"300000"`
-	ReconnectBackoffMs        int    `conf:"reconnect_backoff_ms" default:"100" min:"0" max:"3600000"`
-	ReconnectBackoffMaxMs     int    `conf:"reconnect_backoff_max_ms" default:"10000" min:"0" max:"3600000"`
-	SecurityProtocol          string `conf:"security_protocol" default:"plaintext" enum:"plaintext|ssl|sasl_plaintext|sasl_ssl"`
-	SASLMechanisms            string `conf:"sasl_mechanisms" default:"PLAIN" enum:"PLAIN|SCRAM-SHA-256|SCRAM-SHA-512"`
-	SASLUsername              string `conf:"sasl_username"`
-	SASLPassword              string `conf:"sasl_password"`
-	SSLCALocation             string `conf:"ssl_ca_location"`
-	SSLCertificateLocation    string `conf:"ssl_certificate_location"`
-	SSLKeyLocation            string `conf:"ssl_key_location"`
+	Type                  string `conf:"type" default:"connection" enum:"connection"`
+	Brokers               string `conf:"brokers" default:"localhost:9092"`
+	ClientID              string `conf:"client_id" default:"switchboard"`
+	RequestTimeoutMs      int    `conf:"request_timeout_ms" default:"5000" min:"1" max:"900000"`
+	MessageTimeoutMs      int    `conf:"message_timeout_ms" default:"300000" min:"0" max:"2147483647"`
+	SocketTimeoutMs       int    `conf:"socket_timeout_ms" default:"10000" min:"10" max:"300000"`
+	ReconnectBackoffMs    int    `conf:"reconnect_backoff_ms" default:"100" min:"0" max:"3600000"`
+	ReconnectBackoffMaxMs int    `conf:"reconnect_backoff_max_ms" default:"10000" min:"0" max:"3600000"`
+	SecurityProtocol      string `conf:"security_protocol" default:"plaintext" enum:"plaintext|ssl|sasl_plaintext|sasl_ssl"`
+	SASLMechanisms        string `conf:"sasl_mechanisms" default:"PLAIN" enum:"PLAIN|SCRAM-SHA-256|SCRAM-SHA-512|OAUTHBEARER"`
+	SASLUsername          string `conf:"sasl_username"`
+	SASLPassword          string `conf:"sasl_password"`
+	// SASLOAuthBearerMethod says where OAUTHBEARER tokens come from: oidc
+	// fetches them from an OAuth 2 token endpoint (client credentials
+	// grant); default makes them itself, which needs
+	// SASLOAuthBearerUnsecureJWT (tests and development only).
+	SASLOAuthBearerMethod string `conf:"sasl_oauthbearer_method" default:"default" enum:"default|oidc"`
+	// SASLOAuthBearerTokenEndpointURL, ClientID, ClientSecret, Scope and
+	// Extensions are the oidc method's token request (librdkafka's
+	// sasl.oauthbearer.* properties); the client secret is masked wherever
+	// res_kafka prints or logs.
+	SASLOAuthBearerTokenEndpointURL string `conf:"sasl_oauthbearer_token_endpoint_url"`
+	SASLOAuthBearerClientID         string `conf:"sasl_oauthbearer_client_id"`
+	SASLOAuthBearerClientSecret     string `conf:"sasl_oauthbearer_client_secret"`
+	SASLOAuthBearerScope            string `conf:"sasl_oauthbearer_scope"`
+	SASLOAuthBearerExtensions       string `conf:"sasl_oauthbearer_extensions"`
+	// SASLOAuthBearerUnsecureJWT makes librdkafka sign its own tokens with
+	// alg "none" (enable.sasl.oauthbearer.unsecure.jwt), as described by
+	// SASLOAuthBearerConfig ("principal=NAME scope=A,B ..."): only a broker
+	// that accepts unsecured tokens takes them. Not for production.
+	SASLOAuthBearerUnsecureJWT bool   `conf:"sasl_oauthbearer_unsecure_jwt" default:"no"`
+	SASLOAuthBearerConfig      string `conf:"sasl_oauthbearer_config"`
+	SSLCALocation              string `conf:"ssl_ca_location"`
+	SSLCertificateLocation     string `conf:"ssl_certificate_location"`
+	SSLKeyLocation             string `conf:"ssl_key_location"`
+	// SSLKeyPassword decrypts an encrypted ssl_key_location (masked).
+	SSLKeyPassword            string `conf:"ssl_key_password"`
 	MessageMaxBytes           int    `conf:"message_max_bytes" default:"1000000" min:"1000" max:"1000000000"`
 	CompressionCodec          string `conf:"compression_codec" default:"none" enum:"none|gzip|snappy|lz4|zstd"`
 	CompressionLevel          int    `conf:"compression_level" default:"-1" min:"-1" max:"12"`
@@ -119,6 +142,18 @@ var managedProps = map[string]string{
 	"max.poll.interval.ms": "max_poll_interval_ms", "statistics.interval.ms": "statistics_interval_ms",
 	"debug": "debug", "enable.auto.offset.store": "", "log.queue": "", "log_cb": "",
 	"partition.assignment.strategy": "",
+	// Client certificate and OAUTHBEARER (with librdkafka's aliases).
+	"ssl.key.password":                                  "ssl_key_password",
+	"sasl.oauthbearer.method":                           "sasl_oauthbearer_method",
+	"sasl.oauthbearer.token.endpoint.url":               "sasl_oauthbearer_token_endpoint_url",
+	"sasl.oauthbearer.client.id":                        "sasl_oauthbearer_client_id",
+	"sasl.oauthbearer.client.credentials.client.id":     "sasl_oauthbearer_client_id",
+	"sasl.oauthbearer.client.secret":                    "sasl_oauthbearer_client_secret",
+	"sasl.oauthbearer.client.credentials.client.secret": "sasl_oauthbearer_client_secret",
+	"sasl.oauthbearer.scope":                            "sasl_oauthbearer_scope",
+	"sasl.oauthbearer.extensions":                       "sasl_oauthbearer_extensions",
+	"enable.sasl.oauthbearer.unsecure.jwt":              "sasl_oauthbearer_unsecure_jwt",
+	"sasl.oauthbearer.config":                           "sasl_oauthbearer_config",
 }
 
 var embeddedRE = regexp.MustCompile(`^embedded(?::(\d+))?$`)
@@ -237,6 +272,7 @@ func validateConnection(s *conf.Section, c *Connection, errs *conf.Errors) {
 		errs.Add(s, key("client_id"), "client_id must not be empty")
 	}
 	sasl := strings.HasPrefix(c.SecurityProtocol, "sasl_")
+	oauth := c.SASLMechanisms == "OAUTHBEARER"
 	if (c.SASLUsername != "" || c.SASLPassword != "") && !sasl {
 		k := key("sasl_username")
 		if k == nil {
@@ -244,9 +280,11 @@ func validateConnection(s *conf.Section, c *Connection, errs *conf.Errors) {
 		}
 		errs.Add(s, k, "sasl_username/sasl_password need security_protocol sasl_plaintext or sasl_ssl (it is %s)", c.SecurityProtocol)
 	}
-	if sasl && c.SASLUsername == "" {
+	if sasl && !oauth && c.SASLUsername == "" {
 		errs.Add(s, key("security_protocol"), "security_protocol %s needs sasl_username", c.SecurityProtocol)
 	}
+	validateOAuthBearer(s, c, errs)
+	validateSSLClient(s, c, errs)
 	if c.ReconnectBackoffMaxMs < c.ReconnectBackoffMs {
 		errs.Add(s, key("reconnect_backoff_max_ms"), "reconnect_backoff_max_ms (%d) is less than reconnect_backoff_ms (%d)", c.ReconnectBackoffMaxMs, c.ReconnectBackoffMs)
 	}
@@ -318,6 +356,20 @@ func checkWithLibrdkafka(s *conf.Section, c *Connection, errs *conf.Errors) {
 	}()
 	cm := c.producerConfig("", logs)
 	delete(cm, "bootstrap.servers")
+	if c.SASLMechanisms == "OAUTHBEARER" {
+		// Checked without SASL: an OAUTHBEARER handle would fetch a token
+		// from the oidc endpoint as soon as it exists. (validateOAuthBearer
+		// checked those options; the sasl.* pass-through goes unchecked.)
+		cm["security.protocol"] = "plaintext"
+		if c.SecurityProtocol == "sasl_ssl" {
+			cm["security.protocol"] = "ssl"
+		}
+		for k := range cm {
+			if strings.HasPrefix(k, "sasl.") || strings.HasPrefix(k, "enable.sasl.") {
+				delete(cm, k)
+			}
+		}
+	}
 	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		k := (*conf.Key)(nil)
@@ -352,8 +404,12 @@ func (c *Connection) baseConfig(bootstrap string, logs chan kafka.LogEvent) kafk
 	}
 	if strings.HasPrefix(c.SecurityProtocol, "sasl_") {
 		cm["sasl.mechanisms"] = c.SASLMechanisms
-		cm["sasl.username"] = c.SASLUsername
-		cm["sasl.password"] = c.SASLPassword
+		if c.SASLMechanisms == "OAUTHBEARER" {
+			c.oauthBearerConfig(cm)
+		} else {
+			cm["sasl.username"] = c.SASLUsername
+			cm["sasl.password"] = c.SASLPassword
+		}
 	}
 	if c.SSLCALocation != "" {
 		cm["ssl.ca.location"] = c.SSLCALocation
@@ -363,6 +419,9 @@ func (c *Connection) baseConfig(bootstrap string, logs chan kafka.LogEvent) kafk
 	}
 	if c.SSLKeyLocation != "" {
 		cm["ssl.key.location"] = c.SSLKeyLocation
+	}
+	if c.SSLKeyPassword != "" {
+		cm["ssl.key.password"] = c.SSLKeyPassword
 	}
 	if c.Debug != "" {
 		cm["debug"] = c.Debug
@@ -488,9 +547,24 @@ func (c *Connection) settings() [][2]string {
 		{"SASL mechanisms", c.SASLMechanisms},
 		{"SASL username", orNone(c.SASLUsername)},
 		{"SASL password", mask(c.SASLPassword)},
+	}
+	if c.SASLMechanisms == "OAUTHBEARER" {
+		out = append(out, [][2]string{
+			{"OAUTHBEARER method", c.SASLOAuthBearerMethod},
+			{"OAUTHBEARER token endpoint", orNone(c.SASLOAuthBearerTokenEndpointURL)},
+			{"OAUTHBEARER client ID", orNone(c.SASLOAuthBearerClientID)},
+			{"OAUTHBEARER client secret", mask(c.SASLOAuthBearerClientSecret)},
+			{"OAUTHBEARER scope", orNone(c.SASLOAuthBearerScope)},
+			{"OAUTHBEARER extensions", orNone(c.SASLOAuthBearerExtensions)},
+			{"OAUTHBEARER unsecured JWT", yes(c.SASLOAuthBearerUnsecureJWT) + unsecuredNote(c.SASLOAuthBearerUnsecureJWT)},
+			{"OAUTHBEARER config", orNone(c.SASLOAuthBearerConfig)},
+		}...)
+	}
+	out = append(out, [][2]string{
 		{"SSL CA location", orNone(c.SSLCALocation)},
 		{"SSL certificate location", orNone(c.SSLCertificateLocation)},
 		{"SSL key location", orNone(c.SSLKeyLocation)},
+		{"SSL key password", mask(c.SSLKeyPassword)},
 		{"Message max bytes", strconv.Itoa(c.MessageMaxBytes)},
 		{"Compression codec", c.CompressionCodec},
 		{"Compression level", strconv.Itoa(c.CompressionLevel)},
@@ -513,7 +587,7 @@ func (c *Connection) settings() [][2]string {
 		{"Statistics interval (ms)", strconv.Itoa(c.StatisticsIntervalMs)},
 		{"Handler queue", strconv.Itoa(c.HandlerQueue)},
 		{"Debug", orNone(c.Debug)},
-	}
+	}...)
 	keys := make([]string, 0, len(c.Rdkafka))
 	for k := range c.Rdkafka {
 		keys = append(keys, k)
@@ -532,7 +606,7 @@ func (c *Connection) settings() [][2]string {
 // isSecretProp reports whether a librdkafka property holds a secret.
 func isSecretProp(k string) bool {
 	k = strings.ToLower(k)
-	return strings.Contains(k, "password") || strings.Contains(k, "secret") ||
+	return strings.Contains(k, "password") || strings.Contains(k, "passphrase") || strings.Contains(k, "secret") ||
 		strings.Contains(k, "token") || strings.HasSuffix(k, ".pem") || strings.Contains(k, "key.pem")
 }
 
@@ -540,8 +614,15 @@ func isSecretProp(k string) bool {
 // text the module prints or logs.
 func (c *Connection) secrets() []string {
 	var out []string
-	if c.SASLPassword != "" {
-		out = append(out, c.SASLPassword)
+	for _, v := range []string{c.SASLPassword, c.SASLOAuthBearerClientSecret, c.SSLKeyPassword} {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	if c.SASLOAuthBearerClientSecret != "" {
+		// The oidc token request carries the secret as HTTP Basic
+		// credentials: base64 of "client_id:client_secret".
+		out = append(out, base64.StdEncoding.EncodeToString([]byte(c.SASLOAuthBearerClientID+":"+c.SASLOAuthBearerClientSecret)))
 	}
 	for k, v := range c.Rdkafka {
 		if isSecretProp(k) && v != "" {

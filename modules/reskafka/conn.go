@@ -167,7 +167,12 @@ func (c *conn) setError(err error) {
 			kafka.ErrTopicAuthorizationFailed, kafka.ErrGroupAuthorizationFailed, kafka.ErrClusterAuthorizationFailed:
 			state = stateAuthFailed
 		case kafka.ErrTransport, kafka.ErrResolve:
-			// One broker connection failed; _ALL_BROKERS_DOWN says when all did.
+			// One broker connection failed; _ALL_BROKERS_DOWN says when all
+			// did. A TLS alert from the broker, though, is its refusal of
+			// our client certificate (or of none): authentication failed.
+			if tlsRefused(kerr) {
+				state = stateAuthFailed
+			}
 		default:
 			state = stateError
 		}
@@ -206,11 +211,22 @@ func (c *conn) handleClientError(client string, e kafka.Error) {
 	case kafka.ErrAuthentication, kafka.ErrSaslAuthenticationFailed, kafka.ErrSsl:
 		level = "error"
 	}
+	if tlsRefused(e) {
+		level = "error"
+	}
 	if level == "error" {
 		c.m.lim.Error("err:"+c.name+":"+e.Code().String(), "kafka authentication failed", "connection", c.name, "client", client, "err", msg)
 	} else {
 		c.m.lim.Warn("err:"+c.name+":"+e.Code().String(), "kafka client error", "connection", c.name, "client", client, "err", msg)
 	}
+}
+
+// tlsRefused reports whether e is a broker connection that failed on a TLS
+// alert the broker sent (librdkafka reports those as transport errors,
+// "Receive failed: ... SSL alert number 42"): with ssl.client.auth =
+// required, a missing, expired or untrusted client certificate.
+func tlsRefused(e kafka.Error) bool {
+	return e.Code() == kafka.ErrTransport && strings.Contains(e.String(), "SSL alert number")
 }
 
 func topicOf(tp kafka.TopicPartition) string {

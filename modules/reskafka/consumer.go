@@ -448,6 +448,26 @@ func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
 			}
 		case *kafka.Stats:
 			s.c.handleStatsString(&s.stats, e.String())
+		case kafka.OAuthBearerTokenRefresh:
+			s.refreshToken(kc, e)
+		}
+	}
+}
+
+// refreshToken answers the consumer's request for a new OAUTHBEARER token
+// in the unsecured JWT mode (the oidc method fetches its tokens inside
+// librdkafka and never asks): a token made from sasl_oauthbearer_config as
+// librdkafka makes it, or the failure, which librdkafka reports as an
+// authentication error.
+func (s *Subscription) refreshToken(kc *kafka.Consumer, e kafka.OAuthBearerTokenRefresh) {
+	tok, err := unsecuredToken(e.Config, time.Now())
+	if err == nil {
+		err = kc.SetOAuthBearerToken(tok)
+	}
+	if err != nil {
+		msg := s.c.mask("OAUTHBEARER token refresh: " + err.Error())
+		if ferr := kc.SetOAuthBearerTokenFailure(msg); ferr != nil {
+			s.clientError(kafka.NewError(kafka.ErrAuthentication, msg, false))
 		}
 	}
 }

@@ -17,6 +17,7 @@ package reskafka
 /*
 #cgo CFLAGS: -I${SRCDIR} -O2
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "sb_rdkafka.h"
@@ -156,9 +157,30 @@ static int sb_produce_staged(rd_kafka_t *rk, rd_kafka_topic_t **rkts, char *buf,
 	return n;
 }
 
-static rd_kafka_t *sb_new_producer(rd_kafka_conf_t *conf, char *errstr, size_t errlen) {
+// sb_new_producer creates the producer. With sasl_queue set (OAUTHBEARER)
+// token refreshes go to a SASL queue that librdkafka's background thread
+// serves, calling librdkafka's own token makers (unsecured JWT, OIDC):
+// the main queue, which sb_poll reads as events, never sees them, and a
+// token request never blocks the poll goroutine. On failure to set that up
+// the producer is destroyed and the reason is in errstr. *conf_owned says
+// whether conf is still the caller's to destroy (rd_kafka_new takes it
+// only on success).
+static rd_kafka_t *sb_new_producer(rd_kafka_conf_t *conf, int sasl_queue, char *errstr, size_t errlen, int *conf_owned) {
 	rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_STATS | RD_KAFKA_EVENT_LOG);
-	return rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errlen);
+	if (sasl_queue)
+		rd_kafka_conf_enable_sasl_queue(conf, 1);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errlen);
+	*conf_owned = rk == NULL;
+	if (rk == NULL || !sasl_queue)
+		return rk;
+	rd_kafka_error_t *err = rd_kafka_sasl_background_callbacks_enable(rk);
+	if (err != NULL) {
+		snprintf(errstr, errlen, "OAUTHBEARER token refreshes on the background thread: %s", rd_kafka_error_string(err));
+		rd_kafka_error_destroy(err);
+		rd_kafka_destroy(rk);
+		return NULL;
+	}
+	return rk;
 }
 
 // sb_fatal_code returns the instance's fatal error code (0: none) without
@@ -257,9 +279,16 @@ func newRdProducer(cm kafka.ConfigMap, wakeFd int) (*rdProducer, error) {
 		C.rd_kafka_conf_destroy(conf)
 		return nil, err
 	}
-	rk := C.sb_new_producer(conf, errstr, 512)
+	saslQueue := C.int(0)
+	if strings.HasPrefix(fmt.Sprint(cm["security.protocol"]), "sasl_") && fmt.Sprint(cm["sasl.mechanisms"]) == "OAUTHBEARER" {
+		saslQueue = 1
+	}
+	var confOwned C.int
+	rk := C.sb_new_producer(conf, saslQueue, errstr, 512, &confOwned)
 	if rk == nil {
-		C.rd_kafka_conf_destroy(conf)
+		if confOwned != 0 {
+			C.rd_kafka_conf_destroy(conf)
+		}
 		return nil, kafka.NewError(kafka.ErrInvalidArg, C.GoString(errstr), false)
 	}
 	p := &rdProducer{rk: rk, q: C.rd_kafka_queue_get_main(rk), name: C.GoString(C.rd_kafka_name(rk)),

@@ -36,6 +36,7 @@ typedef struct sb_rk_topic_conf rd_kafka_topic_conf_t;
 typedef struct sb_rk_queue rd_kafka_queue_t;
 typedef struct sb_rk_event rd_kafka_event_t;
 typedef struct sb_rk_headers rd_kafka_headers_t;
+typedef struct sb_rk_error rd_kafka_error_t;
 
 /* Error code (an enum in librdkafka; it has negative members). */
 typedef int rd_kafka_resp_err_t;
@@ -136,6 +137,8 @@ rd_kafka_conf_t *rd_kafka_conf_new(void);
 void rd_kafka_conf_destroy(rd_kafka_conf_t *conf);
 rd_kafka_conf_res_t rd_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *buf, size_t bufsize);
 void rd_kafka_conf_set_events(rd_kafka_conf_t *conf, int mask);
+/* A queue of its own for SASL callbacks (OAUTHBEARER token refreshes). */
+void rd_kafka_conf_enable_sasl_queue(rd_kafka_conf_t *conf, int enable);
 
 /* Client instance and topics. */
 rd_kafka_t *rd_kafka_new(rd_kafka_type_t kind, rd_kafka_conf_t *conf, char *buf, size_t bufsize);
@@ -150,6 +153,15 @@ void rd_kafka_queue_destroy(rd_kafka_queue_t *q);
 rd_kafka_event_t *rd_kafka_queue_poll(rd_kafka_queue_t *q, int timeout_ms);
 void rd_kafka_queue_io_event_enable(rd_kafka_queue_t *q, int fd, const void *data, size_t datalen);
 rd_kafka_resp_err_t rd_kafka_set_log_queue(rd_kafka_t *rk, rd_kafka_queue_t *q);
+/*
+ * Serves the SASL queue on librdkafka's background thread (needs
+ * rd_kafka_conf_enable_sasl_queue); returns NULL or an error to destroy.
+ */
+rd_kafka_error_t *rd_kafka_sasl_background_callbacks_enable(rd_kafka_t *rk);
+
+/* Error objects. */
+const char *rd_kafka_error_string(const rd_kafka_error_t *error);
+void rd_kafka_error_destroy(rd_kafka_error_t *error);
 
 /* Producing. */
 int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int flags, void *val, size_t vlen, const void *key, size_t klen, void *opaque);

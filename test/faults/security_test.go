@@ -9,12 +9,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dp/switchboard/internal/kafkatest"
 )
 
 // TestControlSocketRefusesOthers: the control socket is mode 0660, owned
@@ -265,4 +270,163 @@ func firstMatch(s string, re *regexp.Regexp) string {
 		}
 	}
 	return "?"
+}
+
+// oidcEndpoint serves the client credentials grant of one client: unsigned
+// JWTs (alg "none") that the broker's unsecured validator accepts, with the
+// requested scope; other credentials get 401.
+func oidcEndpoint(t *testing.T, clientID, secret string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		w.Header().Set("Content-Type", "application/json")
+		if id, pw, _ := r.BasicAuth(); id != clientID || pw != secret {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":"invalid_client"}`))
+			return
+		}
+		now := time.Now()
+		claims, _ := json.Marshal(map[string]any{"sub": clientID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+			"scope": strings.Fields(r.PostForm.Get("scope"))})
+		json.NewEncoder(w).Encode(map[string]any{"token_type": "Bearer", "expires_in": 3600,
+			"access_token": enc.EncodeToString([]byte(`{"alg":"none"}`)) + "." + enc.EncodeToString(claims) + "."})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/oauth2/token"
+}
+
+// TestOAuthMTLSFailuresAndSecrets: the cloud-broker options on the real
+// binary. An OIDC connection (token endpoint in the test) and an mTLS
+// connection with an encrypted key work; a wrong client secret, no client
+// certificate and one of a foreign CA each fail with a clear error in the
+// CLI, without a crash. Neither the OIDC client secret (nor its HTTP Basic
+// form) nor the key password appears in the log, the CLI, the metrics,
+// --check-config output (also of a file the check refuses) or a SIGQUIT
+// goroutine dump.
+func TestOAuthMTLSFailuresAndSecrets(t *testing.T) {
+	d := dedicated(t, "oauth")
+	b := kafkatest.BrokerFromEnv(d.env)
+	if !b.HasOAuth() || !b.HasMTLS() {
+		t.Fatalf("scripts/kafka.sh up gave no OAUTHBEARER / mTLS listener: %v", d.env)
+	}
+	const clientID = "switchboard-faults"
+	const secret = "0idc-Faults-Secret-8Rw"
+	const wrongSecret = "Wr0ng-0idc-Faults-5Tq"
+	tokenURL := oidcEndpoint(t, clientID, secret)
+	oidc := func(name, sec string) string {
+		return fmt.Sprintf("[%s]\ntype = connection\nbrokers = %s\nsecurity_protocol = sasl_plaintext\nsasl_mechanisms = OAUTHBEARER\n"+
+			"sasl_oauthbearer_method = oidc\nsasl_oauthbearer_token_endpoint_url = %s\nsasl_oauthbearer_client_id = %s\n"+
+			"sasl_oauthbearer_client_secret = %s\nsasl_oauthbearer_scope = %s\nmessage_timeout_ms = 8000\ndebug = security\n\n",
+			name, b.OAuthBootstrap, tokenURL, clientID, sec, b.OAuthScope)
+	}
+	mtls := func(name, keys string) string {
+		return fmt.Sprintf("[%s]\ntype = connection\nbrokers = %s\nsecurity_protocol = ssl\nssl_ca_location = %s\n%smessage_timeout_ms = 8000\n\n",
+			name, b.MTLSBootstrap, b.CALocation, keys)
+	}
+	kconf := "[general]\n\n" + oidc("oidc", secret) + oidc("wrongsecret", wrongSecret) +
+		mtls("mtls", fmt.Sprintf("ssl_certificate_location = %s\nssl_key_location = %s\nssl_key_password = %s\n", b.ClientCert, b.ClientKeyEncrypted, b.ClientKeyPassword)) +
+		mtls("nocert", "") +
+		mtls("foreign", fmt.Sprintf("ssl_certificate_location = %s\nssl_key_location = %s\n", b.ForeignClientCert, b.ForeignClientKey))
+	sb := newInstance(t, "oauth", map[string]string{
+		"modules.conf":        modulesConf("res_kafka", "res_prometheus"),
+		"kafka.conf":          kconf,
+		"res_prometheus.conf": "[general]\nbind = 127.0.0.1:0\n",
+	})
+	sb.startReady()
+	topic := "faults-oauth"
+	createTopic(t, d.bootstrap(), topic, 1, 1, nil)
+	var captured strings.Builder // everything an operator can see
+	capture := func(s string) string { captured.WriteString(s + "\n"); return s }
+	okN := 0
+	for _, name := range []string{"oidc", "mtls"} {
+		out, code := sb.rx("kafka test send connection " + name + " topic " + topic + " message hello")
+		capture(out)
+		if code != 0 || !strings.Contains(out, "Message delivered") {
+			t.Errorf("%s: kafka test send: exit %d\n%s", name, code, out)
+		} else {
+			okN++
+		}
+	}
+	want := map[string]*regexp.Regexp{
+		"wrongsecret": regexp.MustCompile(`Failed to acquire SASL OAUTHBEARER token.*invalid_client`),
+		"nocert":      regexp.MustCompile(`SSL alert number 42`),
+		"foreign":     regexp.MustCompile(`SSL alert number 42`),
+	}
+	nClear := 0
+	var notes []string
+	for _, name := range []string{"wrongsecret", "nocert", "foreign"} {
+		out, code := sb.rx("kafka test send connection " + name + " topic " + topic + " message hello")
+		capture(out)
+		if code == 0 && !regexp.MustCompile(`failed|not delivered|not queued`).MatchString(out) {
+			t.Errorf("%s: kafka test send succeeded:\n%s", name, out)
+		}
+		var stateLines string
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			conn := capture(sb.must("kafka show connection " + name))
+			stateLines = ""
+			for _, ln := range strings.Split(conn, "\n") {
+				if strings.HasPrefix(ln, "State") || strings.HasPrefix(ln, "Last error") {
+					stateLines += strings.Join(strings.Fields(ln), " ") + "\n"
+				}
+			}
+			if strings.Contains(stateLines, "auth failed") && want[name].MatchString(stateLines) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		t.Logf("%s: %s", name, stateLines)
+		if strings.Contains(stateLines, "auth failed") && want[name].MatchString(stateLines) {
+			nClear++
+		} else {
+			t.Errorf("%s: no clear error in State / Last error (want auth failed and %s):\n%s", name, want[name], stateLines)
+		}
+		notes = append(notes, name+": "+firstMatch(stateLines, regexp.MustCompile(`Last error`)))
+	}
+	capture(sb.must("kafka show connection oidc"))
+	capture(sb.must("kafka show connection mtls"))
+	capture(sb.must("kafka show status"))
+	if !sb.running() {
+		t.Fatal("switchboard died")
+	}
+	prom := sb.must("prometheus show status")
+	if resp, err := http.Get(regexp.MustCompile(`http://\S+`).FindString(prom)); err != nil {
+		t.Errorf("scrape: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		capture(string(body))
+	}
+	cc, _ := exec.Command(bin, "--check-config", "-C", sb.conf).CombinedOutput()
+	capture(string(cc))
+	// A file --check-config refuses: the secrets are in it, not in its errors.
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "modules.conf"), []byte(modulesConf("res_kafka")), 0o644)
+	os.WriteFile(filepath.Join(bad, "kafka.conf"), []byte("[general]\n\n[x]\nbrokers = localhost:9092\nsecurity_protocol = sasl_ssl\nsasl_mechanisms = OAUTHBEARER\n"+
+		"sasl_oauthbearer_method = oidc\nsasl_oauthbearer_client_secret = "+secret+"\n"+
+		"ssl_key_password = "+b.ClientKeyPassword+"\n"), 0o644)
+	cc, err := exec.Command(bin, "--check-config", "-C", bad).CombinedOutput()
+	capture(string(cc))
+	if err == nil || !strings.Contains(string(cc), "sasl_oauthbearer_method = oidc needs sasl_oauthbearer_token_endpoint_url") {
+		t.Errorf("--check-config of an oidc connection without endpoint: %v\n%s", err, cc)
+	}
+	sb.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-sb.done:
+	case <-time.After(30 * time.Second):
+		t.Error("switchboard did not exit on SIGQUIT")
+		sb.kill9()
+	}
+	all := captured.String() + sb.log()
+	basic := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(clientID + ":" + s)) }
+	leaks := 0
+	for _, s := range []string{secret, wrongSecret, basic(secret), basic(wrongSecret), b.ClientKeyPassword} {
+		if n := strings.Count(all, s); n > 0 {
+			leaks += n
+			t.Errorf("secret %q appears %d times in logs/CLI/metrics/check-config/crash output", s[:3]+"...", n)
+		}
+	}
+	report(t, "security-oauth-mtls-secrets", 5, okN+nClear, 0, 0,
+		fmt.Sprintf("%d/2 good connections delivered, %d/3 failures clear, no crash; %d secret occurrences in %d bytes of log+CLI+metrics+check-config+SIGQUIT dump; %s",
+			okN, nClear, leaks, len(all), strings.Join(notes, "; ")))
 }
