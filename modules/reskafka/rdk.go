@@ -87,7 +87,8 @@ static void sb_poll(rd_kafka_queue_t *q, rd_kafka_event_t **cur, sb_dr *out, int
 
 // sb_msg is one staged message: key (klen bytes, -1: none) then value
 // (vlen bytes, -1: null) at buf + off, then hn headers whose name and value
-// lengths are hdrs[2*hidx...]; their bytes follow the value.
+// lengths are hdrs[2*hidx...]; their bytes follow the value. err is set by
+// sb_produce_staged when librdkafka refused the message.
 typedef struct {
 	int64_t off;
 	uintptr_t opaque;
@@ -96,63 +97,136 @@ typedef struct {
 	int32_t vlen;
 	int32_t hn;
 	int32_t hidx;
-	int32_t pad;
+	int32_t err;
 } sb_msg;
 
-// sb_produce_staged queues n staged messages (copied). It stops at the
-// first refusal and returns how many were accepted; *errp holds the
-// refusal's error code (RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC when the message's
-// topic handle is NULL).
 static char sb_empty[1]; // an empty, non-NULL value (NULL would mean null)
 
-static int sb_produce_staged(rd_kafka_t *rk, rd_kafka_topic_t **rkts, char *buf, sb_msg *msgs, int32_t *hdrs, int n, int *errp) {
+// sb_stop says whether a refusal with err stops the hand-over: the message
+// and the ones after it were not queued and are to be tried again (a full
+// queue; a fatal error, for the producer that replaces this one).
+static int sb_stop(int err) {
+	return err == RD_KAFKA_RESP_ERR__QUEUE_FULL || err == RD_KAFKA_RESP_ERR__FATAL;
+}
+
+// SB_RUN is the most messages one rd_kafka_produce_batch call takes (its
+// message array is on the C stack).
+#define SB_RUN 256
+
+// sb_produce_run queues msgs[0..n-1], all of one topic and without headers,
+// with rd_kafka_produce_batch (one clock reading and one topic lock for all,
+// the partitioner still per message). It returns how many it handled,
+// stopping before the first message refused with a stop error (in *errp);
+// a message refused for another reason has its err set and is counted in
+// *refusedp.
+static int sb_produce_run(rd_kafka_topic_t *rkt, char *buf, sb_msg *msgs, int n, int *errp, int *refusedp) {
+	rd_kafka_message_t rm[SB_RUN];
+	for (int done = 0; done < n; ) {
+		int k = n - done < SB_RUN ? n - done : SB_RUN;
+		memset(rm, 0, sizeof(rm[0]) * (size_t)k);
+		for (int i = 0; i < k; i++) {
+			sb_msg *m = &msgs[done + i];
+			size_t klen = m->klen < 0 ? 0 : (size_t)m->klen;
+			rm[i].key = m->klen < 0 ? NULL : buf + m->off;
+			rm[i].key_len = klen;
+			rm[i].payload = m->vlen < 0 ? NULL : m->vlen == 0 ? sb_empty : buf + m->off + klen;
+			rm[i].len = m->vlen < 0 ? 0 : (size_t)m->vlen;
+			rm[i]._private = (void *)m->opaque;
+		}
+		int good = rd_kafka_produce_batch(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, rm, k);
+		if (good < k) {
+			for (int i = 0; i < k; i++) {
+				int err = rm[i].err;
+				if (err != 0 && sb_stop(err)) {
+					// librdkafka gives every message after this one the
+					// same error: none of them was queued.
+					*errp = err;
+					return done + i;
+				}
+				msgs[done + i].err = err;
+				*refusedp += err != 0;
+			}
+		}
+		done += k;
+	}
+	return n;
+}
+
+// sb_produce_one queues one staged message with headers (copied) with
+// rd_kafka_producev and returns librdkafka's error (0: queued).
+static int sb_produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, char *buf, sb_msg *m, int32_t *hdrs) {
+	size_t klen = m->klen < 0 ? 0 : (size_t)m->klen;
+	size_t vlen = m->vlen < 0 ? 0 : (size_t)m->vlen;
+	char *key = m->klen < 0 ? NULL : buf + m->off;
+	char *val = m->vlen < 0 ? NULL : vlen == 0 ? sb_empty : buf + m->off + klen;
+	rd_kafka_headers_t *hs = rd_kafka_headers_new((size_t)m->hn);
+	char *p = buf + m->off + klen + vlen;
+	for (int k = 0; k < m->hn; k++) {
+		int32_t nl = hdrs[2 * (m->hidx + k)], hl = hdrs[2 * (m->hidx + k) + 1];
+		char *name = nl == 0 ? sb_empty : p;
+		p += nl;
+		char *hv = hl < 0 ? NULL : hl == 0 ? sb_empty : p;
+		if (hl > 0)
+			p += hl;
+		rd_kafka_header_add(hs, name, (ssize_t)nl, hv, hl < 0 ? 0 : (ssize_t)hl);
+	}
+	// (tag, arguments) groups, each tag an rd_kafka_vtype_t and each
+	// argument of the type librdkafka reads for it (sb_rdkafka.h).
+	rd_kafka_resp_err_t err = rd_kafka_producev(rk,
+		(rd_kafka_vtype_t)RD_KAFKA_VTYPE_RKT, rkt,
+		(rd_kafka_vtype_t)RD_KAFKA_VTYPE_PARTITION, (int32_t)RD_KAFKA_PARTITION_UA,
+		(rd_kafka_vtype_t)RD_KAFKA_VTYPE_MSGFLAGS, (int)RD_KAFKA_MSG_F_COPY,
+		(rd_kafka_vtype_t)RD_KAFKA_VTYPE_VALUE, (void *)val, vlen,
+		(rd_kafka_vtype_t)RD_KAFKA_VTYPE_KEY, (void *)key, klen,
+		(rd_kafka_vtype_t)RD_KAFKA_VTYPE_HEADERS, hs,
+		(rd_kafka_vtype_t)RD_KAFKA_VTYPE_OPAQUE, (void *)m->opaque,
+		(rd_kafka_vtype_t)RD_KAFKA_VTYPE_END);
+	if (err)
+		rd_kafka_headers_destroy(hs);
+	return err;
+}
+
+// sb_produce_staged queues n staged messages (copied): each run of
+// messages of one topic without headers with sb_produce_run, a message
+// with headers with sb_produce_one. It returns how many messages it
+// handled: each was queued or, refused for a reason of its own (too large,
+// unknown partition; RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC when its topic handle
+// is NULL), has the error in its err field and is counted in *refusedp.
+// It stops before the first message refused with a stop error (sb_stop),
+// whose code is in *errp.
+static int sb_produce_staged(rd_kafka_t *rk, rd_kafka_topic_t **rkts, char *buf, sb_msg *msgs, int32_t *hdrs, int n, int *errp, int *refusedp) {
 	*errp = 0;
-	for (int i = 0; i < n; i++) {
+	*refusedp = 0;
+	for (int i = 0; i < n; ) {
 		sb_msg *m = &msgs[i];
+		m->err = 0;
 		rd_kafka_topic_t *rkt = rkts[m->topic];
 		if (rkt == NULL) {
-			*errp = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-			return i;
-		}
-		size_t klen = m->klen < 0 ? 0 : (size_t)m->klen;
-		size_t vlen = m->vlen < 0 ? 0 : (size_t)m->vlen;
-		char *key = m->klen < 0 ? NULL : buf + m->off;
-		char *val = m->vlen < 0 ? NULL : vlen == 0 ? sb_empty : buf + m->off + klen;
-		if (m->hn == 0) {
-			if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-					val, vlen, key, klen, (void *)m->opaque) == -1) {
-				*errp = rd_kafka_last_error();
-				return i;
-			}
+			m->err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+			(*refusedp)++;
+			i++;
 			continue;
 		}
-		rd_kafka_headers_t *hs = rd_kafka_headers_new((size_t)m->hn);
-		char *p = buf + m->off + klen + vlen;
-		for (int k = 0; k < m->hn; k++) {
-			int32_t nl = hdrs[2 * (m->hidx + k)], hl = hdrs[2 * (m->hidx + k) + 1];
-			char *name = nl == 0 ? sb_empty : p;
-			p += nl;
-			char *hv = hl < 0 ? NULL : hl == 0 ? sb_empty : p;
-			if (hl > 0)
-				p += hl;
-			rd_kafka_header_add(hs, name, (ssize_t)nl, hv, hl < 0 ? 0 : (ssize_t)hl);
+		if (m->hn > 0) {
+			int err = sb_produce_one(rk, rkt, buf, m, hdrs);
+			if (err != 0 && sb_stop(err)) {
+				*errp = err;
+				return i;
+			}
+			m->err = err;
+			*refusedp += err != 0;
+			i++;
+			continue;
 		}
-		// (tag, arguments) groups, each tag an rd_kafka_vtype_t and each
-		// argument of the type librdkafka reads for it (sb_rdkafka.h).
-		rd_kafka_resp_err_t err = rd_kafka_producev(rk,
-			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_RKT, rkt,
-			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_PARTITION, (int32_t)RD_KAFKA_PARTITION_UA,
-			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_MSGFLAGS, (int)RD_KAFKA_MSG_F_COPY,
-			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_VALUE, (void *)val, vlen,
-			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_KEY, (void *)key, klen,
-			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_HEADERS, hs,
-			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_OPAQUE, (void *)m->opaque,
-			(rd_kafka_vtype_t)RD_KAFKA_VTYPE_END);
-		if (err) {
-			rd_kafka_headers_destroy(hs);
-			*errp = err;
-			return i;
+		int e = i + 1;
+		while (e < n && msgs[e].hn == 0 && msgs[e].topic == m->topic) {
+			msgs[e].err = 0;
+			e++;
 		}
+		int k = sb_produce_run(rkt, buf, m, e - i, errp, refusedp);
+		if (*errp != 0)
+			return i + k;
+		i = e;
 	}
 	return n;
 }
@@ -456,9 +530,11 @@ func (b *stageBuf) reset() {
 	b.buf, b.msgs, b.hdrs, b.topics, b.last, b.pushed = b.buf[:0], b.msgs[:0], b.hdrs[:0], b.topics[:0], 0, 0
 }
 
-// produceStaged queues messages from..to-1 of b (copied); it returns how
-// many it accepted and the error of the refusal that stopped it.
-func (p *rdProducer) produceStaged(b *stageBuf, from, to int) (int, error) {
+// produceStaged queues messages from..to-1 of b (copied). It returns how
+// many it handled (from on), how many of those librdkafka refused for a
+// reason of their own (their err fields say why, see refusal), and the error
+// of the refusal that stopped it (a full queue, a fatal error), if any.
+func (p *rdProducer) produceStaged(b *stageBuf, from, to int) (n, refused int, err error) {
 	if cap(b.rkts) < len(b.topics) {
 		b.rkts, b.terrs = make([]*C.rd_kafka_topic_t, len(b.topics)), make([]error, len(b.topics))
 	}
@@ -479,15 +555,25 @@ func (p *rdProducer) produceStaged(b *stageBuf, from, to int) (int, error) {
 	if len(b.hdrs) > 0 {
 		hp = (*C.int32_t)(unsafe.Pointer(&b.hdrs[0]))
 	}
-	var errc C.int
-	n := int(C.sb_produce_staged(p.rk, &b.rkts[0], bp, &b.msgs[from], hp, C.int(to-from), &errc))
-	if errc == 0 {
-		return n, nil
+	var errc, nref C.int
+	n = int(C.sb_produce_staged(p.rk, &b.rkts[0], bp, &b.msgs[from], hp, C.int(to-from), &errc, &nref))
+	if errc != 0 {
+		err = rdError(C.rd_kafka_resp_err_t(errc))
 	}
-	if t := b.msgs[from+n].topic; b.terrs[t] != nil {
-		return n, b.terrs[t]
+	return n, int(nref), err
+}
+
+// refusal returns why librdkafka refused message i of b (nil: it did not),
+// after produceStaged.
+func (b *stageBuf) refusal(i int) error {
+	m := &b.msgs[i]
+	if m.err == 0 {
+		return nil
 	}
-	return n, rdError(C.rd_kafka_resp_err_t(errc))
+	if m.err == C.RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC && b.terrs[m.topic] != nil {
+		return b.terrs[m.topic]
+	}
+	return rdError(C.rd_kafka_resp_err_t(m.err))
 }
 
 // len is rd_kafka_outq_len: messages queued or in flight plus events not

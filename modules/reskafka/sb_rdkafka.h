@@ -42,6 +42,8 @@ typedef struct sb_rk_error rd_kafka_error_t;
 typedef int rd_kafka_resp_err_t;
 #define RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC (-188)
 #define RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS (-177)
+#define RD_KAFKA_RESP_ERR__QUEUE_FULL (-184)
+#define RD_KAFKA_RESP_ERR__FATAL (-150)
 
 /* Client type given to rd_kafka_new. */
 typedef unsigned int rd_kafka_type_t;
@@ -100,7 +102,9 @@ typedef unsigned int rd_kafka_vtype_t;
 /*
  * A message as a delivery report hands it back. Every field is declared
  * because the layout must be exact; rdk.go reads err, rkt, partition, len,
- * key_len, offset and _private (the opaque given when producing).
+ * key_len, offset and _private (the opaque given when producing) of
+ * delivery reports, and fills payload, len, key, key_len and _private for
+ * rd_kafka_produce_batch.
  */
 typedef struct sb_rk_message {
 	rd_kafka_resp_err_t err;
@@ -166,6 +170,14 @@ void rd_kafka_error_destroy(rd_kafka_error_t *error);
 /* Producing. */
 int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int flags, void *val, size_t vlen, const void *key, size_t klen, void *opaque);
 rd_kafka_resp_err_t rd_kafka_producev(rd_kafka_t *rk, ...);
+/*
+ * Queues message_cnt messages of one topic in one call: of each element it
+ * reads payload, len, key, key_len and _private (the opaque), and sets err
+ * (0 when queued). With RD_KAFKA_PARTITION_UA the partitioner runs for each
+ * message. No headers. Returns how many were queued; after a queue-full
+ * refusal every later element has that error too and was not queued.
+ */
+int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, rd_kafka_message_t *rkmessages, int message_cnt);
 int rd_kafka_outq_len(rd_kafka_t *rk);
 rd_kafka_resp_err_t rd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
 rd_kafka_resp_err_t rd_kafka_purge(rd_kafka_t *rk, int flags);

@@ -215,8 +215,9 @@ func (p *Producer) drain() {
 // a producer that failed fatally it waits for its replacement, while a
 // direct caller stops there and leaves the rest to the drainer (handOver),
 // so that Produce never blocks. A message librdkafka refuses for another
-// reason fails (counted, logged, its callback told), and so does everything
-// when the producer is closing and gave up waiting (abort).
+// reason (too large, unknown topic or partition) fails (counted, logged, its
+// callback told) while the others go on; everything left fails when the
+// producer is closing and gave up waiting (abort).
 func (p *Producer) push(b *stageBuf, direct bool) bool {
 	n := b.len()
 	wait := 200 * time.Microsecond
@@ -236,7 +237,7 @@ func (p *Producer) push(b *stageBuf, direct bool) bool {
 			}
 			continue
 		}
-		k, err := kp.produceStaged(b, done, min(n, done+pushChunk))
+		k, refused, err := kp.produceStaged(b, done, min(n, done+pushChunk))
 		var kerr kafka.Error
 		if errors.As(err, &kerr) && kerr.Code() == kafka.ErrFatal {
 			// Under the lock: kp is not retired before onFatal saw it.
@@ -245,6 +246,13 @@ func (p *Producer) push(b *stageBuf, direct bool) bool {
 			}
 		}
 		p.mu.RUnlock()
+		if refused > 0 {
+			for i := done; i < done+k; i++ {
+				if rerr := b.refusal(i); rerr != nil {
+					p.failStaged(b, i, i+1, rerr)
+				}
+			}
+		}
 		done += k
 		switch {
 		case err == nil:
@@ -266,6 +274,8 @@ func (p *Producer) push(b *stageBuf, direct bool) bool {
 			p.waitSpace(wait, nil)
 			wait = min(wait*2, 5*time.Millisecond)
 		default:
+			// Not a refusal produceStaged stops at: fail the message it
+			// stopped at and go on.
 			p.failStaged(b, done, done+1, err)
 			done++
 		}
