@@ -3,8 +3,9 @@
 # real broker it starts itself; writes BENCHMARKS.md at the repository root.
 # `make bench` runs it.
 #
-#   1. res_kafka Produce and ProduceBatch(256) vs kcat vs Kafka's own
-#      org.apache.kafka.tools.ProducerPerformance (scripts/bench-produce.sh):
+#   1. res_kafka Produce and ProduceBatch(256) vs kcat, franz-go's kgo and
+#      Kafka's own org.apache.kafka.tools.ProducerPerformance
+#      (scripts/bench-produce.sh):
 #      same broker, 100-byte messages, acks=1, linger.ms=5, same count.
 #   2. CDR pipeline vs raw res_kafka produce (modules/cdrkafka/bench.sh).
 #   3. res_policy hash tier vs a Go map suffix walk on the real phishing +
@@ -14,7 +15,8 @@
 #      (scripts/bench-engine.sh; the capture is generated once and kept).
 #
 # Every comparison runs ROUNDS rounds with the peers interleaved within a
-# round; the report gives medians and ratios. The broker
+# round; the report gives medians and ratios, and a target is met only when
+# every round meets it. The broker
 # (KAFKA_INSTANCE_DIR=$BENCH_KAFKA_DIR bash scripts/kafka.sh up) is stopped
 # after the Kafka sections (so that it does not compete for the CPU in the
 # CPU-bound ones) and, whatever happens, on exit.
@@ -126,7 +128,10 @@ section engine env N="$ENGINE_N" DOMAINS="$ENGINE_DOMAINS" RUNS="$ROUNDS" BENCH_
 
 # ---------------------------------------------------------------- report
 kcat_v=$(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([0-9.]*\).*/kcat \1 (librdkafka \2)/p' | head -n 1)
-rdk_hex=$(sed -n 's/^#define RD_KAFKA_VERSION 0x\([0-9a-f]*\).*/\1/p' modules/reskafka/internal/rdkafka/rdkafka.h)
+# The librdkafka res_kafka links is the one confluent-kafka-go bundles: its
+# header in the module cache names the version (read there, not copied).
+ckg_dir=$(go list -m -f '{{.Dir}}' github.com/confluentinc/confluent-kafka-go/v2 2>/dev/null)
+rdk_hex=$(sed -n 's/^#define RD_KAFKA_VERSION 0x\([0-9a-f]*\).*/\1/p' "$ckg_dir/kafka/librdkafka_vendor/rdkafka.h" 2>/dev/null)
 rdk_v=""
 [[ -n "$rdk_hex" ]] && rdk_v="$((16#${rdk_hex:0:2})).$((16#${rdk_hex:2:2})).$((16#${rdk_hex:4:2}))"
 dirty=$(git status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md' | awk '{print $2}' | tr '\n' ' ')
