@@ -31,6 +31,9 @@ func (m *Module) commands() []*cli.Command {
 		{Path: "policy show group", Summary: "Show one group's policy and entries",
 			Usage: "policy show group <name> [all]\n  Lists the first 100 entries, or all of them with \"all\".",
 			Run:   m.cliGroup, Complete: m.completeGroup(1)},
+		{Path: "policy show patterns", Summary: "List pattern rules with their hit counts",
+			Usage: "policy show patterns [<group>]\n  A group's own rules then the global ones, in precedence order; without a group the global rules.",
+			Run:   m.cliPatterns, Complete: m.completeGroup(1)},
 		{Path: "policy show malicious", Summary: "Show the global malicious table",
 			Usage: "policy show malicious [all]", Run: m.cliMalicious},
 		{Path: "policy lookup", Summary: "Decide a domain for a group and show the matching entry",
@@ -150,8 +153,14 @@ func (m *Module) cliGroup(_ context.Context, w io.Writer, args []string) error {
 	}
 	fmt.Fprintf(tw, "Hyperscan:\t%s\n", st.HSState)
 	fmt.Fprintf(tw, "Table memory:\t%d bytes\n", g.tables.base.bytes()+g.tables.delta.bytes())
+	fmt.Fprintf(tw, "Pattern rules:\t%d of its own\n", g.Patterns)
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if pats := s.Patterns(g.Name); len(pats) > 0 {
+		if err := printPatterns(w, pats); err != nil {
+			return err
+		}
 	}
 	var items []tableItem
 	g.tables.each(func(name string, e entry) { items = append(items, tableItem{name: name, e: e}) })
@@ -211,6 +220,48 @@ func (m *Module) cliMalicious(_ context.Context, w io.Writer, args []string) err
 	return printEntries(w, items, len(args) == 1)
 }
 
+// cliPatterns lists the pattern rules of a group, or the global ones.
+func (m *Module) cliPatterns(_ context.Context, w io.Writer, args []string) error {
+	if err := cli.MaxArgs(args, 1); err != nil {
+		return err
+	}
+	s, err := m.running()
+	if err != nil {
+		return err
+	}
+	group := ""
+	if len(args) == 1 {
+		if _, ok := s.Snapshot().Group(args[0]); !ok {
+			return fmt.Errorf("no group %q (see \"policy show groups\")", args[0])
+		}
+		group = args[0]
+	}
+	pats := s.Patterns(group)
+	if len(pats) == 0 {
+		_, err := fmt.Fprintln(w, "No pattern rules.")
+		return err
+	}
+	return printPatterns(w, pats)
+}
+
+// printPatterns writes pattern rules as a table, in precedence order.
+func printPatterns(w io.Writer, pats []PatternInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Pattern\tSyntax\tScope\tList\tCategory\tConfidence\tHits\n")
+	for _, p := range pats {
+		scope, conf := "group", "-"
+		if p.Global {
+			scope = "global"
+		}
+		if p.List == ListMalicious {
+			conf = fmt.Sprint(p.Confidence)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\n", p.Pattern, p.Syntax, scope, strings.ToUpper(p.List.String()),
+			p.Category, conf, p.Hits)
+	}
+	return tw.Flush()
+}
+
 func precedence(whitelistWins bool) string {
 	if whitelistWins {
 		return "whitelist > malicious > blacklist > default allow"
@@ -245,19 +296,26 @@ func (m *Module) cliLookup(_ context.Context, w io.Writer, args []string) error 
 	} else if snap.defGroup != nil {
 		gdesc = fmt.Sprintf("%s (unknown; default group %s, id %d)", group, snap.defGroup.Name, snap.defGroup.ID)
 	} else {
-		gdesc = fmt.Sprintf("%s (unknown group: only the malicious table applies)", group)
+		gdesc = fmt.Sprintf("%s (unknown group: only the malicious table and global patterns apply)", group)
 	}
 	fmt.Fprintf(tw, "Group:\t%s\n", gdesc)
 	fmt.Fprintf(tw, "Domain:\t%s\n", name)
 	fmt.Fprintf(tw, "Result:\t%s\n", MatchWord(d))
 	fmt.Fprintf(tw, "Decision:\t%s\n", d.Action)
-	if d.Table != "" {
+	switch {
+	case d.Pattern != "":
+		fmt.Fprintf(tw, "Matched pattern:\t%s (%s)\n", d.Pattern, d.Table)
+		fmt.Fprintf(tw, "Category:\t%d\n", d.Category)
+		if d.Table == TableMalicious {
+			fmt.Fprintf(tw, "Confidence:\t%d\n", d.Confidence)
+		}
+	case d.Table != "":
 		fmt.Fprintf(tw, "Matched entry:\t%s (%s)\n", d.Entry, d.Table)
 		fmt.Fprintf(tw, "Category:\t%d\n", d.Category)
 		if d.Table == TableMalicious {
 			fmt.Fprintf(tw, "Confidence:\t%d\n", d.Confidence)
 		}
-	} else {
+	default:
 		fmt.Fprintf(tw, "Matched entry:\t-\n")
 	}
 	fmt.Fprintf(tw, "Generation:\t%d\n", snap.Generation)

@@ -51,8 +51,9 @@ func (s *Store) StartCompiler(logger *slog.Logger) {
 }
 
 // Close stops the compiler (a compile in progress finishes in the background
-// and is discarded) and retires every database; each is freed once no
-// reader holds it.
+// and is discarded) and retires every literal database; each is freed once
+// no reader holds it. Pattern databases go with the last snapshot that
+// holds them.
 func (s *Store) Close() {
 	s.mu.Lock()
 	s.stopCompilerLocked()

@@ -74,6 +74,26 @@
 // reference counted and freed only when it is no longer in the published
 // snapshot and no reader holds it (acquire/release around every scan).
 //
+// # Pattern rules
+//
+// ADD_PATTERN adds a rule to a group (group_id) or to the global set: a
+// Hyperscan regular expression over the query name (matched
+// case-insensitively, without the trailing dot, anywhere unless anchored)
+// or a wildcard (SyntaxWildcard, translated to an anchored expression). A
+// group's rules follow its syncs exactly as its domains do; global rules
+// apply at once. Each changed set is compiled when the change is published,
+// before the new snapshot is stored, so one snapshot holds a group's
+// literal tables and its compiled rules together. A group with rules of its
+// own gets one database of its rules followed by the global ones; other
+// groups share the global database; with neither, a decision costs nothing
+// more. A Matcher scans the name once with its own scratch and merges the
+// result into the literal decision: a rule joins the list its action names,
+// the lists keep their precedence, a literal entry beats a rule of its own
+// list, and among rules the lowest id (own before global, then sorted by
+// syntax and pattern) decides. A pattern database is freed by the garbage
+// collector once no snapshot holds its set, so a reader of an old snapshot
+// always scans a live database.
+//
 // # The hash tier
 //
 // A table is an immutable open-addressing hash set: 16-byte slots (four to a

@@ -80,7 +80,7 @@ func (d *hsDB) free() {
 
 // hsStats counts database lifecycle events (for tests and metrics).
 var hsStats struct {
-	compiled, freed, failed atomic.Int64
+	compiled, freed, failed, scanFailed atomic.Int64
 }
 
 // scratchProto is the process-wide prototype scratch: after each compile it

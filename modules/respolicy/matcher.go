@@ -43,6 +43,11 @@ type Matcher struct {
 	// HSNames counts the names this matcher decided through Hyperscan (the
 	// rest of DecideBurst's names took the hash walk).
 	HSNames uint64
+
+	// pattern scan state (see withPatterns)
+	patSet  *patternSet
+	patScan patternScan
+	onPat   hyperscan.MatchHandler
 }
 
 // burstBest is the most specific Hyperscan match of one name in one scan.
@@ -55,7 +60,34 @@ func newMatcher(src interface{ Snapshot() *Snapshot }) *Matcher {
 	mt := &Matcher{src: src}
 	mt.store, _ = src.(*Store)
 	mt.onHit = mt.handle
+	mt.onPat = func(id uint, _, _ uint64, _ uint, _ interface{}) error {
+		mt.patScan.record(mt.patSet, id)
+		return nil
+	}
 	return mt
+}
+
+// withPatterns merges the pattern rules that apply to group g into d, the
+// literal decision for q (one Hyperscan scan with the matcher's scratch;
+// nothing when no rule applies).
+func (mt *Matcher) withPatterns(s *Snapshot, g *GroupPolicy, q []byte, d Decision) Decision {
+	set := s.patternSetFor(g)
+	if set == nil || !mt.ensureScratch(set.db) {
+		return d
+	}
+	mt.patSet = set
+	d = s.applyPatterns(set, q, d, mt.scratch, mt.onPat, &mt.patScan)
+	mt.patSet = nil
+	return d
+}
+
+// counted counts a decision made by a pattern rule on the rule's hits and
+// returns d.
+func counted(d Decision) Decision {
+	if d.rule != nil {
+		d.rule.hits.Add(1)
+	}
+	return d
 }
 
 // Decide returns the decision for qname (any case, trailing dot or not) in
@@ -82,14 +114,14 @@ func (mt *Matcher) Decide(group string, qname []byte) Decision {
 	mt.cache.begin(s)
 	var k decCacheKey
 	if !k.set(g, qname) {
-		return s.decide(g, qname)
+		return counted(mt.withPatterns(s, g, qname, s.decide(g, qname)))
 	}
 	if d, ok := mt.cache.get(g, &k); ok {
-		return d
+		return counted(d)
 	}
-	d := s.decide(g, qname)
+	d := mt.withPatterns(s, g, qname, s.decide(g, qname))
 	mt.cache.put(g, &k, d)
-	return d
+	return counted(d)
 }
 
 // CacheStats returns how many lookups of Decide and DecideBurst (hash
@@ -235,6 +267,7 @@ type burstName struct {
 	lo, hi int32
 	state  uint8 // 0 = d is final, 1 = resolve probes[lo:hi], 2 = decideSlow, 3 = verify pick
 	put    bool  // store the decision in the cache under key
+	cached bool  // d came from the cache (patterns included)
 	pick   hit
 	start  int32 // where the picked suffix starts in q
 	key    decCacheKey
@@ -269,9 +302,10 @@ func (mt *Matcher) decideBurstHash(s *Snapshot, groups []string, qnames [][]byte
 		}
 		bn := &names[i]
 		bn.put = bn.key.set(g, q)
+		bn.cached = false
 		if bn.put {
 			if d, ok := mt.cache.get(g, &bn.key); ok {
-				bn.put, bn.d, bn.state = false, d, 0
+				bn.put, bn.d, bn.state, bn.cached = false, d, 0, true
 				continue
 			}
 		}
@@ -328,6 +362,10 @@ func (mt *Matcher) decideBurstHash(s *Snapshot, groups []string, qnames [][]byte
 				out[i] = s.decide(bn.g, bn.orig)
 			}
 		}
+		if !bn.cached {
+			out[i] = mt.withPatterns(s, bn.g, bn.orig, out[i])
+		}
+		counted(out[i])
 		if bn.put {
 			mt.cache.put(bn.g, &bn.key, out[i])
 		}
@@ -405,7 +443,7 @@ func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, 
 	for i, q := range qnames {
 		g := b.gs[i]
 		if !b.useHS[i] {
-			out[i] = s.decide(g, q)
+			out[i] = counted(mt.withPatterns(s, g, q, s.decide(g, q)))
 			continue
 		}
 		var d Decision
@@ -432,7 +470,7 @@ func (mt *Matcher) decideBurstHS(s *Snapshot, groups []string, qnames [][]byte, 
 				d.Confidence = sl.conf()
 			}
 		}
-		out[i] = d
+		out[i] = counted(mt.withPatterns(s, g, q, d))
 	}
 }
 

@@ -18,23 +18,28 @@ const (
 	TypeRemoveDomain
 	TypeSyncComplete
 	TypeAddMalicious
+	TypeAddPattern
+	TypeRemovePattern
 )
 
 // messageTypeNames are the wire names of the message types, which are also
 // the text of the CLI's columns and of the metrics' type labels.
 var messageTypeNames = [...]string{
-	TypeBeginSync:    "BEGIN_SYNC",
-	TypeAddDomain:    "ADD_DOMAIN",
-	TypeRemoveDomain: "REMOVE_DOMAIN",
-	TypeSyncComplete: "SYNC_COMPLETE",
-	TypeAddMalicious: "ADD_MALICIOUS",
+	TypeBeginSync:     "BEGIN_SYNC",
+	TypeAddDomain:     "ADD_DOMAIN",
+	TypeRemoveDomain:  "REMOVE_DOMAIN",
+	TypeSyncComplete:  "SYNC_COMPLETE",
+	TypeAddMalicious:  "ADD_MALICIOUS",
+	TypeAddPattern:    "ADD_PATTERN",
+	TypeRemovePattern: "REMOVE_PATTERN",
 }
 
 // MessageTypes lists the message types, in the order the CLI shows them.
-var MessageTypes = []MessageType{TypeBeginSync, TypeAddDomain, TypeRemoveDomain, TypeSyncComplete, TypeAddMalicious}
+var MessageTypes = []MessageType{TypeBeginSync, TypeAddDomain, TypeRemoveDomain, TypeSyncComplete, TypeAddMalicious,
+	TypeAddPattern, TypeRemovePattern}
 
 // Valid reports whether t is one of the message types.
-func (t MessageType) Valid() bool { return t >= TypeBeginSync && t <= TypeAddMalicious }
+func (t MessageType) Valid() bool { return t >= TypeBeginSync && t <= TypeRemovePattern }
 
 // String returns the wire name of t ("BEGIN_SYNC", ...), or
 // "MessageType(N)" for a value that is not a message type.
@@ -64,11 +69,14 @@ const (
 	ReasonInvalidField         = "invalid_field"
 	ReasonCompleteWithoutBegin = "complete_without_begin"
 	ReasonBeginWhileOpen       = "begin_while_open"
+	// ReasonInvalidPattern: a pattern Hyperscan refuses, one that matches
+	// the empty name, or one too long (ADD_PATTERN).
+	ReasonInvalidPattern = "invalid_pattern"
 )
 
 // RejectReasons lists every reason, in the order the CLI shows them.
 var RejectReasons = []string{ReasonMalformedJSON, ReasonUnknownType, ReasonMissingField,
-	ReasonInvalidField, ReasonCompleteWithoutBegin, ReasonBeginWhileOpen}
+	ReasonInvalidField, ReasonCompleteWithoutBegin, ReasonBeginWhileOpen, ReasonInvalidPattern}
 
 // RejectError says why a message was skipped. The active policy is never
 // touched by a rejected message.
@@ -96,12 +104,18 @@ func reject(reason, format string, a ...any) *RejectError {
 type Message struct {
 	// Type is one of the Type constants.
 	Type MessageType
-	// Group is group_id (empty for ADD_MALICIOUS).
+	// Group is group_id (empty for ADD_MALICIOUS, and for ADD_PATTERN and
+	// REMOVE_PATTERN of a global rule).
 	Group string
 	// Domain is the normalised domain (ADD_DOMAIN, REMOVE_DOMAIN, ADD_MALICIOUS).
 	Domain string
-	// List is the action of ADD_DOMAIN (whitelist or blacklist), or
-	// ListMalicious for ADD_MALICIOUS.
+	// Pattern is the pattern of ADD_PATTERN and REMOVE_PATTERN, as written.
+	Pattern string
+	// Syntax is how Pattern is written (default SyntaxRegex).
+	Syntax Syntax
+	// List is the action of ADD_DOMAIN (whitelist or blacklist), of
+	// ADD_PATTERN (whitelist, blacklist or malicious), or ListMalicious for
+	// ADD_MALICIOUS.
 	List List
 	// Category is the category bitmask (optional, default 0).
 	Category uint32
@@ -114,6 +128,8 @@ type wireMessage struct {
 	Type       *string `json:"type"`
 	GroupID    *string `json:"group_id"`
 	Domain     *string `json:"domain"`
+	Pattern    *string `json:"pattern"`
+	Syntax     *string `json:"syntax"`
 	Action     *string `json:"action"`
 	Category   *uint32 `json:"category"`
 	Confidence *uint8  `json:"confidence"`
@@ -125,8 +141,13 @@ type wireMessage struct {
 //
 // Required fields: type everywhere; group_id for BEGIN_SYNC, ADD_DOMAIN,
 // REMOVE_DOMAIN and SYNC_COMPLETE; domain for ADD_DOMAIN, REMOVE_DOMAIN and
-// ADD_MALICIOUS; action ("whitelist" or "blacklist") for ADD_DOMAIN.
-// category (0 to 4294967295) and confidence (0 to 100) are optional.
+// ADD_MALICIOUS; action ("whitelist" or "blacklist") for ADD_DOMAIN;
+// pattern for ADD_PATTERN and REMOVE_PATTERN, and action ("whitelist",
+// "blacklist" or "malicious") for ADD_PATTERN, whose group_id is optional
+// (absent: a global rule) and whose syntax is "regex" (default) or
+// "wildcard". category (0 to 4294967295) and confidence (0 to 100) are
+// optional. Whether Hyperscan accepts a pattern is checked when the store
+// applies it (ReasonInvalidPattern).
 func ParseMessage(data []byte) (Message, error) {
 	var w wireMessage
 	data = bytes.TrimSpace(data)
@@ -157,6 +178,11 @@ func ParseMessage(data []byte) (Message, error) {
 	case TypeAddMalicious:
 		needDomain = true
 		m.List = ListMalicious
+	case TypeAddPattern, TypeRemovePattern:
+		if err := parsePatternFields(&m, &w); err != nil {
+			return Message{}, err
+		}
+		return m, nil
 	}
 	if needGroup {
 		if w.GroupID == nil {
@@ -204,6 +230,59 @@ func ParseMessage(data []byte) (Message, error) {
 	return m, nil
 }
 
+// parsePatternFields fills the fields of ADD_PATTERN and REMOVE_PATTERN.
+func parsePatternFields(m *Message, w *wireMessage) error {
+	if w.GroupID != nil {
+		if err := validGroup(*w.GroupID); err != nil {
+			return reject(ReasonInvalidField, "%s: %v", m.Type, err)
+		}
+		m.Group = *w.GroupID
+	}
+	if w.Pattern == nil || *w.Pattern == "" {
+		return reject(ReasonMissingField, "%s without pattern", m.Type)
+	}
+	if len(*w.Pattern) > MaxPatternLen {
+		return reject(ReasonInvalidPattern, "%s: pattern of %d bytes (at most %d)", m.Type, len(*w.Pattern), MaxPatternLen)
+	}
+	m.Pattern = *w.Pattern
+	if w.Syntax != nil {
+		switch *w.Syntax {
+		case "regex":
+			m.Syntax = SyntaxRegex
+		case "wildcard":
+			m.Syntax = SyntaxWildcard
+		default:
+			return reject(ReasonInvalidField, "%s syntax %q (want regex or wildcard)", m.Type, truncate(*w.Syntax))
+		}
+	}
+	if m.Type == TypeRemovePattern {
+		return nil
+	}
+	if w.Action == nil {
+		return reject(ReasonMissingField, "ADD_PATTERN without action")
+	}
+	switch *w.Action {
+	case "whitelist":
+		m.List = ListWhitelist
+	case "blacklist":
+		m.List = ListBlacklist
+	case "malicious":
+		m.List = ListMalicious
+	default:
+		return reject(ReasonInvalidField, "ADD_PATTERN action %q (want whitelist, blacklist or malicious)", truncate(*w.Action))
+	}
+	if w.Category != nil {
+		m.Category = *w.Category
+	}
+	if m.List == ListMalicious && w.Confidence != nil {
+		if *w.Confidence > 100 {
+			return reject(ReasonInvalidField, "confidence %d (0-100)", *w.Confidence)
+		}
+		m.Confidence = *w.Confidence
+	}
+	return nil
+}
+
 // validGroup checks a group name: 1-128 printable ASCII bytes, no spaces
 // (so the CLI can name it).
 func validGroup(g string) error {
@@ -235,6 +314,8 @@ func (m Message) MarshalJSON() ([]byte, error) {
 		Type       string  `json:"type"`
 		GroupID    string  `json:"group_id,omitempty"`
 		Domain     string  `json:"domain,omitempty"`
+		Pattern    string  `json:"pattern,omitempty"`
+		Syntax     string  `json:"syntax,omitempty"`
 		Action     string  `json:"action,omitempty"`
 		Category   *uint32 `json:"category,omitempty"`
 		Confidence *uint8  `json:"confidence,omitempty"`
@@ -246,6 +327,18 @@ func (m Message) MarshalJSON() ([]byte, error) {
 		o.Category = &m.Category
 	case TypeAddMalicious:
 		o.Category, o.Confidence = &m.Category, &m.Confidence
+	case TypeAddPattern, TypeRemovePattern:
+		o.Pattern = m.Pattern
+		if m.Syntax != SyntaxRegex {
+			o.Syntax = m.Syntax.String()
+		}
+		if m.Type == TypeAddPattern {
+			o.Action = m.List.String()
+			o.Category = &m.Category
+			if m.List == ListMalicious {
+				o.Confidence = &m.Confidence
+			}
+		}
 	}
 	return json.Marshal(o)
 }

@@ -9,7 +9,7 @@ import (
 // The wire names are the feed's "type" values, the CLI's column heads and
 // the metrics' type labels: they must not change.
 func TestMessageTypeNames(t *testing.T) {
-	want := []string{"BEGIN_SYNC", "ADD_DOMAIN", "REMOVE_DOMAIN", "SYNC_COMPLETE", "ADD_MALICIOUS"}
+	want := []string{"BEGIN_SYNC", "ADD_DOMAIN", "REMOVE_DOMAIN", "SYNC_COMPLETE", "ADD_MALICIOUS", "ADD_PATTERN", "REMOVE_PATTERN"}
 	if len(MessageTypes) != len(want) {
 		t.Fatalf("MessageTypes %v", MessageTypes)
 	}
@@ -22,7 +22,7 @@ func TestMessageTypeNames(t *testing.T) {
 			t.Errorf("ParseMessageType(%q) = %v, %v", want[i], got, err)
 		}
 	}
-	for _, typ := range []MessageType{0, TypeAddMalicious + 1, 255} {
+	for _, typ := range []MessageType{0, TypeRemovePattern + 1, 255} {
 		if typ.Valid() || typ.String() == "" || strings.Contains(strings.Join(want, " "), typ.String()) {
 			t.Errorf("%d: valid %v, String %q", uint8(typ), typ.Valid(), typ.String())
 		}
@@ -59,8 +59,11 @@ func TestUnknownMessageType(t *testing.T) {
 func TestMessageWireType(t *testing.T) {
 	for _, typ := range MessageTypes {
 		m := Message{Type: typ, Group: "g", Domain: "a.example", List: ListBlacklist}
-		if typ == TypeAddMalicious {
+		switch typ {
+		case TypeAddMalicious:
 			m.Group, m.List = "", ListMalicious
+		case TypeAddPattern, TypeRemovePattern:
+			m.Domain, m.Pattern = "", `^a\.`
 		}
 		b, err := json.Marshal(m)
 		if err != nil || !strings.HasPrefix(string(b), `{"type":"`+typ.String()+`"`) {

@@ -43,6 +43,7 @@ type General struct {
 	Hyperscan            bool   `conf:"hyperscan" default:"no"`
 	HyperscanMaxEntries  int    `conf:"hyperscan_max_entries" default:"1000000" min:"0"`
 	BurstEngine          string `conf:"burst_engine" default:"hash" enum:"hash|hyperscan"`
+	MaxPatterns          int    `conf:"max_patterns" default:"100000" min:"1"`
 }
 
 // Config is the decoded res_policy.conf.
@@ -58,7 +59,7 @@ type Config struct {
 func (c *Config) storeConfig() StoreConfig {
 	return StoreConfig{WhitelistWins: c.General.WhitelistVsMalicious == "whitelist", DefaultGroup: c.General.DefaultGroup,
 		GroupIDs: c.Groups, Hyperscan: c.General.Hyperscan, HyperscanMaxEntries: c.General.HyperscanMaxEntries,
-		BurstEngine: c.General.BurstEngine}
+		BurstEngine: c.General.BurstEngine, MaxPatterns: c.General.MaxPatterns}
 }
 
 // Validate reads [groups] (name => id, each id once, 1 to 2147483647) into
@@ -140,6 +141,7 @@ func (m *Module) Start(ctx *core.Context) error {
 	m.logger = ctx.Logger
 	m.lim = lograte.New(ctx.Logger, 10*time.Second)
 	m.store = NewStore(cfg.storeConfig())
+	m.store.SetLogger(ctx.Logger)
 	m.started = time.Now()
 	m.mu.Unlock()
 	m.store.StartCompiler(ctx.Logger)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -97,7 +98,7 @@ enterprise_a => 1001
 	}
 	out = run(t, h, "policy show sync")
 	if !strings.Contains(out, "malformed_json") || !strings.Contains(out, "seed") ||
-		!strings.Contains(out, "SOURCE  BEGIN_SYNC  ADD_DOMAIN  REMOVE_DOMAIN  SYNC_COMPLETE  ADD_MALICIOUS\n") {
+		!strings.Contains(out, "SOURCE  BEGIN_SYNC  ADD_DOMAIN  REMOVE_DOMAIN  SYNC_COMPLETE  ADD_MALICIOUS  ADD_PATTERN  REMOVE_PATTERN\n") {
 		t.Errorf("show sync:\n%s", out)
 	}
 	if c := m.Store().Counters(); c.Rejected["seed"][ReasonMalformedJSON] != 1 || c.Messages["seed"][TypeAddDomain] != 3 {
@@ -117,6 +118,36 @@ enterprise_a => 1001
 	if !strings.Contains(run(t, h, "policy lookup enterprise_a youtube.com"), "BLACKLIST") ||
 		!strings.Contains(run(t, h, "policy lookup enterprise_a google.com"), "NOT FOUND") {
 		t.Errorf("load did not replace the lists")
+	}
+	// Pattern rules: the lookup names the rule, the group and the pattern
+	// listing show it with its hits.
+	f = filepath.Join(dir, "patterns.jsonl")
+	os.WriteFile(f, []byte(`{"type":"ADD_PATTERN","group_id":"enterprise_a","pattern":"^ad[sxv]?[0-9]*\\.","action":"blacklist","category":16}
+{"type":"ADD_PATTERN","pattern":"*.tracker.test","syntax":"wildcard","action":"malicious","confidence":75}
+{"type":"ADD_PATTERN","group_id":"enterprise_a","pattern":"(a)\\1","action":"blacklist"}
+`), 0o600)
+	if out = run(t, h, "policy load "+f); !strings.Contains(out, "2 applied, 1 rejected") || !strings.Contains(out, "invalid_pattern") {
+		t.Errorf("load patterns:\n%s", out)
+	}
+	out = run(t, h, "policy lookup enterprise_a ads7.example.org")
+	if !strings.Contains(out, "BLACKLIST") || !strings.Contains(out, `Matched pattern:  ^ad[sxv]?[0-9]*\. (blacklist)`) {
+		t.Errorf("lookup by pattern:\n%s", out)
+	}
+	out = run(t, h, "policy lookup nosuchgroup a.b.tracker.test")
+	if !strings.Contains(out, "MALICIOUS") || !strings.Contains(out, "*.tracker.test") || !strings.Contains(out, "Confidence:       75") {
+		t.Errorf("lookup by global pattern:\n%s", out)
+	}
+	pm := m.NewMatcher()
+	pm.Decide("enterprise_a", []byte("adv1.example.org"))
+	pm.Decide("enterprise_a", []byte("ads.example.org"))
+	pm.Close()
+	out = run(t, h, "policy show group enterprise_a")
+	if !regexp.MustCompile(`(?m)^\^ad\[sxv\]\?\[0-9\]\*\\\.\s+regex\s+group\s+BLACKLIST\s+16\s+-\s+2$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^\*\.tracker\.test\s+wildcard\s+global\s+MALICIOUS\s+0\s+75\s+0$`).MatchString(out) {
+		t.Errorf("show group patterns:\n%s", out)
+	}
+	if out = run(t, h, "policy show patterns"); !strings.Contains(out, "*.tracker.test") || strings.Contains(out, "^ad") {
+		t.Errorf("show patterns (global):\n%s", out)
 	}
 	// Completion of group names.
 	var cmdFound bool

@@ -18,10 +18,16 @@ type Decision struct {
 	// Table is "whitelist", "blacklist", "malicious" or "" (no entry matched).
 	Table string
 	// Entry is the deciding entry (the most specific of its table). It
-	// points into the snapshot: keep it only as long as you need it.
+	// points into the snapshot: keep it only as long as you need it. Empty
+	// when a pattern rule decided.
 	Entry string
+	// Pattern is the deciding pattern rule as written (wildcards in lower
+	// case), or "" when a literal entry or nothing decided.
+	Pattern string
 	// Confidence is the malicious entry's confidence (0-100), else 0.
 	Confidence uint8
+
+	rule *patternRule // the deciding pattern rule (its hit counter)
 }
 
 // Table names as Decision.Table spells them.
@@ -107,8 +113,12 @@ type GroupPolicy struct {
 	// LastChange is when the group's active policy last changed.
 	LastChange time.Time
 
-	tables pair
-	hs     *hsDB // compiled base (nil until compiled, or when disabled)
+	// Patterns is the number of the group's own pattern rules.
+	Patterns int
+
+	tables   pair
+	hs       *hsDB       // compiled base (nil until compiled, or when disabled)
+	patterns *patternSet // own + global pattern rules (nil: the group has none of its own)
 }
 
 // Engine reports which engine serves the group's base in DecideBurst:
@@ -128,12 +138,15 @@ type Snapshot struct {
 	// Published is when the snapshot became active.
 	Published time.Time
 
-	groups        map[string]*GroupPolicy
-	defGroup      *GroupPolicy // used for unknown groups; may be nil
-	malicious     pair
-	malHS         *hsDB
-	whitelistWins bool
-	burstHS       bool
+	groups    map[string]*GroupPolicy
+	defGroup  *GroupPolicy // used for unknown groups; may be nil
+	malicious pair
+	malHS     *hsDB
+	// globalPatterns decides groups without pattern rules of their own
+	// (nil: no global rules).
+	globalPatterns *patternSet
+	whitelistWins  bool
+	burstHS        bool
 }
 
 // Group returns the named group's policy.
@@ -164,13 +177,15 @@ type hit struct {
 }
 
 // Decide returns the decision for a query name in a group; see the package
-// documentation for the rules. It does not allocate.
+// documentation for the rules. It does not allocate unless pattern rules
+// apply to the group (it then scans with a scratch of its own: the data
+// plane decides through a Matcher).
 func (s *Snapshot) Decide(group string, qname []byte) Decision {
 	g := s.groups[group]
 	if g == nil {
 		g = s.defGroup
 	}
-	return s.decide(g, qname)
+	return s.decidePatterns(g, qname, s.decide(g, qname))
 }
 
 // probe is one label-boundary suffix of a query name: its hash, where it

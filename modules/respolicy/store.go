@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +32,13 @@ type StoreConfig struct {
 	HyperscanMaxEntries int
 	// BurstEngine is "hash" or "hyperscan": what DecideBurst uses.
 	BurstEngine string
+	// MaxPatterns bounds the pattern rules of each group and of the global
+	// set (0 = DefaultMaxPatterns); an ADD_PATTERN past it is rejected.
+	MaxPatterns int
 }
+
+// DefaultMaxPatterns is StoreConfig.MaxPatterns's default.
+const DefaultMaxPatterns = 100000
 
 // AutoGroupID is the id of a group that res_policy.conf does not list: the
 // high bit set, the rest a 31-bit FNV-1a hash of the name. Stable across
@@ -51,6 +59,11 @@ type groupState struct {
 	pending map[string]pendingEntry // open sync (nil = none)
 	hs      *hsDB                   // compiled base, if any
 
+	pats        map[string]*patternRule // active pattern rules by key
+	pendingPats map[string]*patternRule // pattern rules of the open sync
+	patSet      *patternSet             // pats + the global rules, compiled (nil: no own rules)
+	patDirty    bool                    // patSet is to be compiled again
+
 	pendingSince time.Time
 	syncedAt     time.Time
 	lastChange   time.Time
@@ -69,6 +82,7 @@ type SyncState struct {
 	SyncedAt     time.Time
 	Delta        int // entries changed since the last base build
 	HSState      string
+	Patterns     int // active pattern rules of the group's own
 }
 
 // Counters are the store's message counters, by source ("kafka", "file", ...).
@@ -97,6 +111,12 @@ type Store struct {
 	swapStart time.Time     // set by SYNC_COMPLETE, read by publish
 	comp      *compiler
 	onChange  func()
+	logger    *slog.Logger
+
+	globalPats  map[string]*patternRule // global pattern rules by key
+	globalSet   *patternSet
+	globalDirty bool
+	patSource   string // source of the last message that changed a pattern set
 
 	valMu  sync.Mutex
 	values map[string]any
@@ -124,6 +144,8 @@ func NewStore(cfg StoreConfig) *Store {
 	s := &Store{groups: map[string]*groupState{}, malBase: emptyTable, malDelta: map[string]entry{},
 		counters: Counters{Messages: map[string]map[MessageType]uint64{}, Rejected: map[string]map[string]uint64{}}}
 	s.cfg = cfg
+	s.globalPats = map[string]*patternRule{}
+	s.logger = slog.Default()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	s.id = hex.EncodeToString(b[:])
@@ -132,6 +154,16 @@ func NewStore(cfg StoreConfig) *Store {
 	}
 	s.publishLocked()
 	return s
+}
+
+// SetLogger sets the logger of pattern compile failures (default
+// slog.Default()).
+func (s *Store) SetLogger(l *slog.Logger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l != nil {
+		s.logger = l
+	}
 }
 
 // ID returns a random identifier of this store, chosen when it was made. A
@@ -241,6 +273,9 @@ func (s *Store) applyLocked(source string, m Message) (bool, error) {
 		return false, err
 	}
 	count(s.counters.Messages, source, m.Type)
+	if changed && (m.Type == TypeAddPattern || m.Type == TypeRemovePattern || m.Type == TypeSyncComplete) {
+		s.patSource = source
+	}
 	return changed, nil
 }
 
@@ -254,6 +289,7 @@ func (s *Store) applyOne(m Message) (bool, error) {
 				m.Group, g.pendingSince.Format(time.RFC3339))
 		}
 		g.pending, g.pendingSince = map[string]pendingEntry{}, now
+		g.pendingPats = map[string]*patternRule{}
 		return g.view == nil, nil // a new group becomes visible (empty)
 	case TypeAddDomain:
 		g := s.group(m.Group)
@@ -294,6 +330,15 @@ func (s *Store) applyOne(m Message) (bool, error) {
 		s.setBase(g, buildTablePending(g.pending))
 		g.delta = map[string]entry{}
 		g.pending = nil
+		for k, r := range g.pendingPats {
+			if old := g.pats[k]; old != nil {
+				r.hits = old.hits
+			}
+		}
+		if len(g.pats) > 0 || len(g.pendingPats) > 0 {
+			g.patDirty = true
+		}
+		g.pats, g.pendingPats = g.pendingPats, nil
 		g.syncs++
 		g.syncedAt = now
 		return true, nil
@@ -308,8 +353,138 @@ func (s *Store) applyOne(m Message) (bool, error) {
 			s.foldMalicious()
 		}
 		return true, nil
+	case TypeAddPattern:
+		r, err := newPatternRule(m.Pattern, m.Syntax, m.List, m.Category, m.Confidence)
+		if err != nil {
+			return false, reject(ReasonInvalidPattern, "%v", err)
+		}
+		if m.Group == "" {
+			if err := s.roomFor(s.globalPats, r); err != nil {
+				return false, err
+			}
+			return s.putRule(s.globalPats, r, &s.globalDirty), nil
+		}
+		g := s.group(m.Group)
+		if g.pending != nil {
+			if err := s.roomFor(g.pendingPats, r); err != nil {
+				return false, err
+			}
+			g.pendingPats[r.key()] = r
+			return g.view == nil, nil
+		}
+		if g.pats == nil {
+			g.pats = map[string]*patternRule{}
+		}
+		if err := s.roomFor(g.pats, r); err != nil {
+			return false, err
+		}
+		return s.putRule(g.pats, r, &g.patDirty) || g.view == nil, nil
+	case TypeRemovePattern:
+		k := patternKey(m.Syntax, m.Pattern)
+		if m.Syntax == SyntaxWildcard {
+			k = patternKey(m.Syntax, strings.ToLower(strings.TrimSuffix(m.Pattern, ".")))
+		}
+		if m.Group == "" {
+			return dropRule(s.globalPats, k, &s.globalDirty), nil
+		}
+		g := s.groups[m.Group]
+		if g == nil {
+			return false, nil
+		}
+		if g.pending != nil {
+			delete(g.pendingPats, k)
+		}
+		return dropRule(g.pats, k, &g.patDirty), nil
 	}
 	return false, reject(ReasonUnknownType, "type %q", m.Type.String())
+}
+
+// roomFor refuses a new rule when rules already holds max_patterns.
+func (s *Store) roomFor(rules map[string]*patternRule, r *patternRule) error {
+	limit := s.cfg.MaxPatterns
+	if limit <= 0 {
+		limit = DefaultMaxPatterns
+	}
+	if _, replace := rules[r.key()]; !replace && len(rules) >= limit {
+		return reject(ReasonInvalidPattern, "pattern %q: the set holds max_patterns = %d rules", truncate(r.text), limit)
+	}
+	return nil
+}
+
+// putRule adds or replaces r in rules; it reports whether the set changed
+// (and then marks it dirty). A replaced rule's hit counter carries over.
+func (s *Store) putRule(rules map[string]*patternRule, r *patternRule, dirty *bool) bool {
+	k := r.key()
+	if old := rules[k]; old != nil {
+		if old.list == r.list && old.category == r.category && old.confidence == r.confidence {
+			return false
+		}
+		r.hits = old.hits
+	}
+	rules[k] = r
+	*dirty = true
+	return true
+}
+
+// dropRule removes the rule with key k; it reports whether it was there.
+func dropRule(rules map[string]*patternRule, k string, dirty *bool) bool {
+	if _, ok := rules[k]; !ok {
+		return false
+	}
+	delete(rules, k)
+	*dirty = true
+	return true
+}
+
+// compilePatternsLocked compiles the pattern sets that changed: the global
+// set, and each group's own rules followed by the global ones. A rule the
+// compiler refuses is dropped, logged and counted as rejected
+// (ReasonInvalidPattern, under the source of the message that changed the
+// set); the rest applies.
+func (s *Store) compilePatternsLocked() {
+	if s.globalDirty {
+		s.globalDirty = false
+		s.globalSet = s.recompile(nil, s.globalPats, s.globalSet, "global")
+		for _, g := range s.groups {
+			if len(g.pats) > 0 || g.patSet != nil {
+				g.patDirty = true
+			}
+		}
+	}
+	for name, g := range s.groups {
+		if !g.patDirty {
+			continue
+		}
+		g.patDirty, g.view = false, nil
+		if len(g.pats) == 0 {
+			g.patSet = nil
+			continue
+		}
+		g.patSet = s.recompile(g.pats, s.globalPats, g.patSet, "group "+name)
+	}
+}
+
+// recompile compiles own followed by global (either may be nil) into a set
+// that replaces old (whose database the garbage collector frees once no
+// snapshot holds it). Refused rules are removed from own or global.
+func (s *Store) recompile(own, global map[string]*patternRule, old *patternSet, what string) *patternSet {
+	set, refused, err := compilePatterns(sortedRules(own), sortedRules(global))
+	for _, rf := range refused {
+		k := rf.r.key()
+		if own[k] == rf.r {
+			delete(own, k)
+		} else if global[k] == rf.r {
+			delete(global, k)
+		}
+		count(s.counters.Rejected, s.patSource, ReasonInvalidPattern)
+		s.logger.Warn("pattern refused by the compiler", "set", what, "pattern", truncate(rf.r.text),
+			"syntax", rf.r.syntax.String(), "reason", rf.reason)
+	}
+	if err != nil {
+		s.logger.Error("pattern compile failed; the set keeps its previous rules", "set", what, "err", err)
+		return old
+	}
+	return set
 }
 
 // foldThreshold is the delta size at which a delta is merged into a new
@@ -384,6 +559,7 @@ func mergeDelta(base *table, delta map[string]entry) *table {
 
 // publishLocked builds and stores a new snapshot from the writer state.
 func (s *Store) publishLocked() {
+	s.compilePatternsLocked()
 	s.gen++
 	now := time.Now()
 	snap := &Snapshot{Generation: s.gen, Published: now, groups: make(map[string]*GroupPolicy, len(s.groups)),
@@ -394,7 +570,8 @@ func (s *Store) publishLocked() {
 				g.deltaT = buildTableMap(g.delta)
 			}
 			v := &GroupPolicy{Name: name, ID: g.id, SyncedAt: g.syncedAt, Syncs: g.syncs,
-				LastChange: g.lastChange, tables: pair{g.base, g.deltaT}, hs: g.hs}
+				LastChange: g.lastChange, tables: pair{g.base, g.deltaT}, hs: g.hs,
+				patterns: g.patSet, Patterns: len(g.pats)}
 			v.Whitelist = v.tables.count(ListWhitelist)
 			v.Blacklist = v.tables.count(ListBlacklist)
 			g.view = v
@@ -406,6 +583,7 @@ func (s *Store) publishLocked() {
 	}
 	snap.malicious = pair{s.malBase, s.malDT}
 	snap.malHS = s.malHS
+	snap.globalPatterns = s.globalSet
 	snap.defGroup = snap.groups[s.cfg.DefaultGroup]
 	s.snap.Store(snap)
 	if !s.swapStart.IsZero() {
@@ -424,7 +602,8 @@ func (s *Store) SyncStates() []SyncState {
 	out := make([]SyncState, 0, len(s.groups))
 	for _, g := range s.groups {
 		st := SyncState{Group: g.name, ID: g.id, Open: g.pending != nil, PendingSince: g.pendingSince,
-			Pending: len(g.pending), Syncs: g.syncs, SyncedAt: g.syncedAt, Delta: len(g.delta)}
+			Pending: len(g.pending) + len(g.pendingPats), Syncs: g.syncs, SyncedAt: g.syncedAt, Delta: len(g.delta),
+			Patterns: len(g.pats)}
 		st.HSState = s.hsStateLocked("group:"+g.name, g.base, g.hs)
 		out = append(out, st)
 	}
@@ -438,6 +617,26 @@ func (s *Store) MaliciousState() (hsState string, delta int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.hsStateLocked("malicious", s.malBase, s.malHS), len(s.malDelta)
+}
+
+// Patterns returns the active pattern rules that apply to group (its own,
+// then the global ones), sorted as they take precedence; group "" lists
+// the global rules alone.
+func (s *Store) Patterns(group string) []PatternInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []PatternInfo
+	add := func(m map[string]*patternRule, global bool) {
+		for _, r := range sortedRules(m) {
+			out = append(out, PatternInfo{Pattern: r.text, Syntax: r.syntax, List: r.list, Category: r.category,
+				Confidence: r.confidence, Global: global, Hits: r.hits.Load()})
+		}
+	}
+	if g := s.groups[group]; g != nil {
+		add(g.pats, false)
+	}
+	add(s.globalPats, true)
+	return out
 }
 
 // Counters returns a copy of the message counters.
