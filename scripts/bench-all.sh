@@ -11,6 +11,9 @@
 #   3. res_policy hash tier vs a Go map suffix walk on the real phishing +
 #      tracking lists, SYNC_COMPLETE-to-active, bytes per domain
 #      (go test -bench in modules/respolicy).
+#   3b. res_policy pattern rules (1k and 10k, derived from the lists) vs Go's
+#      regexp, compile + swap of 10k rules, resident memory over ten
+#      re-syncs of a 500k-domain group.
 #   4. pkt_engine vs dnscap on a 1M-query capture with a 300k-domain policy
 #      (scripts/bench-engine.sh; the capture is generated once and kept).
 #
@@ -32,6 +35,9 @@
 #   BENCH_SYNC_N           SYNC_COMPLETEs per round (5)
 #   BENCH_POLICY_HS        1: also the Hyperscan burst sub-benchmark (~50 s
 #                          compile and ~850 MB; off by default)
+#   BENCH_PATTERN_N        names per Hyperscan pattern variant and round (500000)
+#   BENCH_PATTERN_RE_N     names per Go regexp variant and round (100: a loop
+#                          over 10,000 expressions takes ~5 ms per name)
 #   BENCH_ENGINE_N         queries in the capture (1000000)
 #   BENCH_ENGINE_DOMAINS   policy domains for pkt_engine (300000)
 #   BENCH_KAFKA_DIR        broker instance dir (/tmp/switchboard-bench-kafka)
@@ -47,6 +53,8 @@ PRODUCE_N=${BENCH_PRODUCE_N:-3000000}
 CDR_N=${BENCH_CDR_N:-1000000}
 POLICY_N=${BENCH_POLICY_N:-2000000}
 SYNC_N=${BENCH_SYNC_N:-5}
+PATTERN_N=${BENCH_PATTERN_N:-500000}
+PATTERN_RE_N=${BENCH_PATTERN_RE_N:-100}
 ENGINE_N=${BENCH_ENGINE_N:-1000000}
 ENGINE_DOMAINS=${BENCH_ENGINE_DOMAINS:-300000}
 KDIR=${BENCH_KAFKA_DIR:-/tmp/switchboard-bench-kafka}
@@ -117,6 +125,23 @@ policy_bench() {
 }
 section policy policy_bench
 
+# ---------------------------------------------------------------- patterns
+pattern_bench() {
+	local r
+	[[ -x "$WORK/respolicy.test" ]] || go test -c -o "$WORK/respolicy.test" ./modules/respolicy/ || return 1
+	for r in $(seq 1 "$ROUNDS"); do
+		echo "round $r"
+		(cd modules/respolicy && "$WORK/respolicy.test" -test.run '^$' -test.bench '^BenchmarkPatterns$/^hyperscan/' \
+			-test.benchtime "${PATTERN_N}x") || return 1
+		(cd modules/respolicy && "$WORK/respolicy.test" -test.run '^$' -test.bench '^BenchmarkPatterns$/^go-regexp' \
+			-test.benchtime "${PATTERN_RE_N}x") || return 1
+		(cd modules/respolicy && "$WORK/respolicy.test" -test.run '^$' -test.bench '^BenchmarkPatternSync$' \
+			-test.benchtime 1x) || return 1
+	done
+	(cd modules/respolicy && "$WORK/respolicy.test" -test.run '^$' -test.bench '^BenchmarkResyncMemory$' -test.benchtime 1x) || return 1
+}
+section patterns pattern_bench
+
 # ---------------------------------------------------------------- engine
 section engine env N="$ENGINE_N" DOMAINS="$ENGINE_DOMAINS" RUNS="$ROUNDS" BENCH_DIR="$WORK/engine" \
 	bash scripts/bench-engine.sh
@@ -155,6 +180,8 @@ dirty=$(git status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md' | awk
 	echo "engine_n=$ENGINE_N"
 	echo "engine_domains=$ENGINE_DOMAINS"
 	echo "policy_hs=${BENCH_POLICY_HS:-0}"
+	echo "pattern_n=$PATTERN_N"
+	echo "pattern_re_n=$PATTERN_RE_N"
 } >>"$WORK/logs/meta"
 
 python3 "$ROOT/scripts/bench-report.py" "$WORK/logs" >"$WORK/BENCHMARKS.md.tmp" || { say "report generation failed"; exit 1; }

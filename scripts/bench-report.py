@@ -27,7 +27,7 @@ def text(name):
 
 
 meta = kv(os.path.join(logdir, "meta"))
-secs = {s: kv(os.path.join(logdir, s + ".meta")) for s in ("produce", "cdr", "policy", "engine")}
+secs = {s: kv(os.path.join(logdir, s + ".meta")) for s in ("produce", "cdr", "policy", "patterns", "engine")}
 nproc = int(meta.get("nproc", "2") or 2)
 
 
@@ -323,6 +323,98 @@ summary.append(("policy bytes per domain: hash tier vs Go map", f"{n1(tb)} vs {n
 summary.append((f"SYNC_COMPLETE → active, {n0(doms)} domains", f"{n0(sync_ms)} ms", "—", "≤ 1 s",
                 v_sync))
 w(f"Section: {status('policy')}.")
+w("")
+
+# ------------------------------------------------------------ patterns
+# Rounds: "round N" lines start each round; benchmark lines follow.
+pr = []  # per round: {name: {unit: value}}
+mem = {}
+for line in text("patterns").splitlines():
+    if line.startswith("round "):
+        pr.append({})
+        continue
+    if not line.startswith("Benchmark"):
+        continue
+    f = line.split()
+    name = re.sub(r"-\d+$", "", f[0])
+    vals = {}
+    for i in range(2, len(f) - 1, 2):
+        try:
+            vals[f[i + 1]] = float(f[i])
+        except ValueError:
+            pass
+    if name == "BenchmarkResyncMemory":
+        mem = vals
+    elif pr:
+        pr[-1][name] = vals
+
+
+def pv(name, unit):
+    """Per-round values of one pattern sub-benchmark."""
+    return [r_.get(name, {}).get(unit) for r_ in pr]
+
+
+def pm(name, unit):
+    return med([x for x in pv(name, unit) if x is not None])
+
+
+hs0, hs1, hs10 = (f"BenchmarkPatterns/hyperscan/{n}" for n in (0, 1000, 10000))
+w("## 3b. Pattern rules: Hyperscan vs Go regexp")
+w("")
+w("One group holding the tracking list (144k domains) and 1,000 or 10,000 rules derived from the real lists' "
+  "labels (`^label[0-9]*\\.`, `(^|\\.)label(s|ing)?[0-9]*\\.`, wildcards `*.sld.tld` and `label*.*`); 64Ki names, "
+  "a third `ad<n>.<listed>`, a third `www.<listed>`, a third misses. Hyperscan = `Matcher.Decide` (hash tier + one "
+  "scan); Go regexp = the same rules as one alternation, and as a loop over compiled expressions stopping at the "
+  "first match (the decision needs more than a yes/no, so this is the cheaper of what Go would do). CPU ns per name.")
+w("")
+w("```")
+w(f"cd modules/respolicy && go test -run '^$' -bench '^BenchmarkPatterns$/^hyperscan/' -benchtime {meta.get('pattern_n')}x")
+w(f"cd modules/respolicy && go test -run '^$' -bench '^BenchmarkPatterns$/^go-regexp' -benchtime {meta.get('pattern_re_n')}x")
+w("cd modules/respolicy && go test -run '^$' -bench '^BenchmarkPatternSync$' -benchtime 1x")
+w("cd modules/respolicy && go test -run '^$' -bench '^BenchmarkResyncMemory$' -benchtime 1x")
+w("```")
+w("")
+w("| rules | Hyperscan CPU ns/name | Go regexp alternation | Go regexp loop | best Go / Hyperscan | decided by a rule |")
+w("|---:|---:|---:|---:|---:|---:|")
+w(f"| 0 | {n0(pm(hs0, 'cpu-ns/op'))} | — | — | — | — |")
+for n, hs in ((1000, hs1), (10000, hs10)):
+    ga, gl = pm(f"BenchmarkPatterns/go-regexp-alternation/{n}", "cpu-ns/op"), pm(f"BenchmarkPatterns/go-regexp-loop/{n}", "cpu-ns/op")
+    best_go = min([x for x in (ga, gl) if x is not None], default=None)
+    w(f"| {n:,} | {n0(pm(hs, 'cpu-ns/op'))} | {n0(ga)} | {n0(gl)} | {ratio(best_go, pm(hs, 'cpu-ns/op'))} | "
+      f"{n1(pm(hs, 'rule-decided-%'))}% |")
+w("")
+
+
+def best_go_rounds(n):
+    a, l_ = pv(f"BenchmarkPatterns/go-regexp-alternation/{n}", "cpu-ns/op"), pv(f"BenchmarkPatterns/go-regexp-loop/{n}", "cpu-ns/op")
+    return [min(x for x in xs if x is not None) if any(x is not None for x in xs) else None for xs in zip(a, l_)]
+
+
+v_20x = verdict(list(zip(best_go_rounds(10000), pv(hs10, "cpu-ns/op"))), lambda g, h: g >= 20 * h)
+added = [None if a is None or b is None else a - b for a, b in zip(pv(hs1, "cpu-ns/op"), pv(hs0, "cpu-ns/op"))]
+v_add = verdict([(x, 300) for x in added], lambda a, b: a <= b)
+sync_ms = [None if x is None else x / 1e6 for x in pv("BenchmarkPatternSync", "ns/op")]
+v_sync = verdict([(x, 2000) for x in sync_ms], lambda a, b: a <= b)
+ratio_m, bpd = mem.get("tenth/first"), mem.get("rss-B/domain")
+v_mem = verdict([(ratio_m, 1.3)], lambda a, b: a <= b)
+v_bpd = verdict([(bpd, 150)], lambda a, b: a <= b)
+w("| measure | value | target | verdict |")
+w("|---|---:|---|---|")
+w(f"| Go regexp (best) / Hyperscan at 10,000 rules | {ratio(med([x for x in best_go_rounds(10000) if x]), pm(hs10, 'cpu-ns/op'))} | ≥ 20x | {v_20x} |")
+w(f"| added CPU per name at 1,000 rules (vs none) | {n0(med([x for x in added if x is not None]))} ns | ≤ 300 ns | {v_add} |")
+w(f"| SYNC_COMPLETE with 10,000 rules: compile + swap | {n0(med([x for x in sync_ms if x is not None]))} ms | ≤ 2 s | {v_sync} |")
+w(f"| applying the 10,000 ADD_PATTERNs (each parsed by Hyperscan) | {n0(pm('BenchmarkPatternSync', 'parse-ms'))} ms | — | — |")
+w(f"| resident memory after the 10th / after the 1st re-sync, 500k domains + 1k rules | "
+  f"{n1(mem.get('rss-tenth-MB'))} / {n1(mem.get('rss-first-MB'))} MB = {'—' if ratio_m is None else f'{ratio_m:.2f}x'} | ≤ 1.3x | {v_mem} |")
+w(f"| resident memory per domain (RSS after the first sync and a GC, less before) | {n1(bpd)} B | ≤ 150 B | {v_bpd} |")
+w("")
+summary.append(("pattern rules, 10k: Go regexp / Hyperscan (CPU per name)", "", ratio(med([x for x in best_go_rounds(10000) if x]), pm(hs10, 'cpu-ns/op')), "≥ 20x", v_20x))
+summary.append(("pattern rules, 1k: added CPU per name", f"{n0(med([x for x in added if x is not None]))} ns", "—", "≤ 300 ns", v_add))
+summary.append(("SYNC_COMPLETE with 10k pattern rules", f"{n0(med([x for x in sync_ms if x is not None]))} ms", "—", "≤ 2 s", v_sync))
+summary.append(("RSS after 10 re-syncs / after 1 (500k domains)", f"{n1(mem.get('rss-tenth-MB'))} / {n1(mem.get('rss-first-MB'))} MB",
+                "—" if ratio_m is None else f"{ratio_m:.2f}x", "≤ 1.3x", v_mem))
+summary.append(("RSS per domain", f"{n1(bpd)} B", "—", "≤ 150 B", v_bpd))
+w(f"Section: {status('patterns')}.")
 w("")
 
 # ------------------------------------------------------------ engine

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/flier/gohs/hyperscan"
+
+	"github.com/switchboard-dp/switchboard/internal/cheap"
 )
 
 // hsDelim ends every query name in a burst buffer and every literal pattern:
@@ -159,6 +161,7 @@ func compileTable(t *table) (*hsDB, error) {
 		lens = append(lens, uint8(s.ln()))
 	}
 	bdb, err := hyperscan.NewBlockDatabase(pats...)
+	cheap.Trim() // the compiler's scratch memory, freed, goes back to the OS
 	if err != nil {
 		hsStats.failed.Add(1)
 		return nil, fmt.Errorf("compile %d literals: %w", len(pats), err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flier/gohs/hyperscan"
 
+	"github.com/switchboard-dp/switchboard/internal/cheap"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -174,6 +175,7 @@ func compilePatterns(own, global []*patternRule) (*patternSet, []refusedRule, er
 			pats[i].Id = i
 		}
 		bdb, err := hyperscan.NewBlockDatabase(pats...)
+		cheap.Trim() // the compiler's scratch memory, freed, goes back to the OS
 		var cerr *hyperscan.CompileError
 		if errors.As(err, &cerr) && cerr.Expression >= 0 && cerr.Expression < len(rules) {
 			i := cerr.Expression
