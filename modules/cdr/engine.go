@@ -234,6 +234,8 @@ type Engine struct {
 	shared   *Poster
 
 	tickCh  chan struct{}
+	wakeCh  chan struct{} // a batch became pending while the flusher was idle
+	idle    atomic.Bool   // the flusher sleeps until a batch becomes pending
 	stopCh  chan struct{}
 	doneCh  chan struct{}
 	started bool
@@ -248,6 +250,7 @@ func NewEngine() *Engine {
 		instance: rand.Uint64(),
 		posters:  make(map[*Poster]struct{}),
 		tickCh:   make(chan struct{}, 1),
+		wakeCh:   make(chan struct{}, 1),
 	}
 	e.gen.Store(1)
 	return e
@@ -446,6 +449,9 @@ func (p *Poster) Post(r *Record) {
 				now = p.e.now()
 			}
 			s.first.Store(now)
+			if p.e.idle.Load() {
+				p.e.wake()
+			}
 		}
 		s.posted.Add(1)
 		if s.b.Add(r) {
@@ -528,8 +534,9 @@ func (e *Engine) FlushAll() {
 }
 
 // flushDue hands over the batches whose oldest record is at least its
-// backend's flush age minus slack old (all of them if all).
-func (e *Engine) flushDue(all bool, slack int64) {
+// backend's flush age minus slack old (all of them if all). It reports
+// whether a batch is left pending.
+func (e *Engine) flushDue(all bool, slack int64) (pending bool) {
 	e.mu.Lock()
 	posters := make([]*Poster, 0, len(e.posters))
 	for p := range e.posters {
@@ -547,10 +554,37 @@ func (e *Engine) flushDue(all bool, slack int64) {
 				continue
 			}
 			if !all && e.now()-f < s.reg.flushAge.Load()-slack {
+				pending = true
 				continue
 			}
 			s.flush()
 		}
+	}
+	return pending
+}
+
+// anyPending reports whether some batch holds records.
+func (e *Engine) anyPending() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for p := range e.posters {
+		p.mu.Lock()
+		for _, s := range p.slots {
+			if s.first.Load() != 0 {
+				p.mu.Unlock()
+				return true
+			}
+		}
+		p.mu.Unlock()
+	}
+	return false
+}
+
+// wake tells an idle flusher that a batch became pending.
+func (e *Engine) wake() {
+	select {
+	case e.wakeCh <- struct{}{}:
+	default:
 	}
 }
 
@@ -592,6 +626,11 @@ func (e *Engine) StartFlusher() {
 	go e.flushLoop()
 }
 
+// flushLoop ticks while a batch is pending and sleeps otherwise: after a
+// pass that leaves nothing pending it marks itself idle, and the Post that
+// next starts a batch wakes it. The idle flag is set before the batches are
+// checked once more and read by Post after it marks a batch started, so
+// one of the two always sees the other.
 func (e *Engine) flushLoop() {
 	defer close(e.doneCh)
 	period := e.tick()
@@ -605,7 +644,24 @@ func (e *Engine) flushLoop() {
 			period = e.tick()
 			t.Reset(period)
 		case <-t.C:
-			e.flushDue(false, 2*int64(period))
+			if e.flushDue(false, 2*int64(period)) {
+				continue
+			}
+			e.idle.Store(true)
+			if e.anyPending() {
+				e.idle.Store(false)
+				continue
+			}
+			t.Stop()
+			select {
+			case <-e.stopCh:
+				return
+			case <-e.wakeCh:
+			case <-e.tickCh:
+				period = e.tick()
+			}
+			e.idle.Store(false)
+			t.Reset(period)
 		}
 	}
 }

@@ -321,3 +321,26 @@ func TestHandoverOrderPerPoster(t *testing.T) {
 		}
 	}
 }
+
+// TestFlusherSleepsWhenIdle: with nothing pending the flusher stops
+// ticking, and the Post that starts the next batch wakes it, so that batch
+// still goes out at its flush age.
+func TestFlusherSleepsWhenIdle(t *testing.T) {
+	e := NewEngine()
+	e.StartFlusher()
+	defer e.Close()
+	f := &fakeBackend{name: "fake", max: 256, age: 50 * time.Millisecond}
+	reg, _ := e.Register(f)
+	p := e.NewPoster()
+	defer p.Close()
+	stopJitter := jitter()
+	for i := range 5 {
+		p.Post(rec(i))
+		testwait.Until(t, 5*time.Second, "handed over", func() bool { return f.count() == i+1 })
+		testwait.Until(t, 5*time.Second, "flusher idle", func() bool { return e.idle.Load() })
+	}
+	worst := stopJitter()
+	if s := reg.Snapshot(); s.WaitMax > 50*time.Millisecond+worst+5*time.Millisecond {
+		t.Fatalf("max wait %v after idle periods (scheduling delay seen %v)", s.WaitMax, worst)
+	}
+}
