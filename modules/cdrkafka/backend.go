@@ -702,16 +702,20 @@ func (k *Backend) startReplay(loaded int) {
 	go k.replayLoop()
 }
 
+// replayLoop replays the spool. It retries every 10 ms while records wait
+// (spooled, or refused by a full queue) and sleeps otherwise: spooling a
+// record kicks it, and so does a replayed record's delivery.
 func (k *Backend) replayLoop() {
 	defer close(k.done)
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
+	retry := t.C
 	for {
 		select {
 		case <-k.stop:
 			return
 		case <-k.kick:
-		case <-t.C:
+		case <-retry:
 		}
 		for k.replayOnce() {
 			select {
@@ -719,6 +723,14 @@ func (k *Backend) replayLoop() {
 				return
 			default:
 			}
+		}
+		switch idle := k.pending == nil && k.sp.Empty(); {
+		case idle && retry != nil:
+			t.Stop() // nothing waits: sleep until kicked
+			retry = nil
+		case !idle && retry == nil:
+			t.Reset(10 * time.Millisecond)
+			retry = t.C
 		}
 	}
 }
