@@ -15,10 +15,14 @@
 // "Usage: <synopsis>"), the same text -rx prints.
 //
 // Writes to LogWriter appear above the prompt without garbling the line being
-// typed, which is how the daemon shows its log on the "-c" console.
+// typed, which is how the daemon shows its log on the "-c" console. A
+// command's output is held until the command returns and then written in one
+// piece (pieces of about 4 MB for larger outputs), so log lines appear before
+// or after it, never inside it, and the prompt returns once.
 package console
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -160,15 +164,17 @@ func (c *Console) exec(line string) {
 	case words[0] == "help":
 		line = strings.TrimSpace("core show help " + strings.TrimSpace(strings.TrimPrefix(line, "help")))
 	}
-	w := &trackingWriter{w: c.out, last: '\n'}
+	w := &outputBuffer{out: c.out}
 	err := c.run(w, line)
-	if w.last != '\n' {
-		io.WriteString(c.out, "\n")
+	if err != nil {
+		w.endLine()
+		fmt.Fprintln(w, err)
 	}
+	w.endLine()
+	w.flush()
 	if err == nil {
 		return
 	}
-	fmt.Fprintln(c.out, err)
 	if c.opts.Fatal != nil && c.opts.Fatal(err) {
 		c.mu.Lock()
 		c.fatal = err
@@ -187,18 +193,55 @@ func (c *Console) run(w io.Writer, line string) (err error) {
 	return c.runner.Run(c.ctx, w, line)
 }
 
-// trackingWriter remembers the last byte written so the console can end an
-// output that lacks a final newline before the prompt returns.
-type trackingWriter struct {
-	w    io.Writer
+// outputBufferMax is how much of a command's output the console holds
+// before it writes it out ahead of the command's end.
+const outputBufferMax = 4 << 20
+
+// outputBuffer holds a command's output until the command returns and then
+// writes it to the console in one Write, so that the prompt is redrawn once
+// and log lines land before or after the output, never inside it. An
+// output larger than outputBufferMax is written in pieces of about that
+// size, each whole.
+type outputBuffer struct {
+	out io.Writer
+	buf []byte
+	// last is the last byte of the output so far ('\n' before any).
 	last byte
 }
 
-func (t *trackingWriter) Write(p []byte) (int, error) {
-	if len(p) > 0 {
-		t.last = p[len(p)-1]
+func (b *outputBuffer) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
 	}
-	return t.w.Write(p)
+	b.buf = append(b.buf, p...)
+	b.last = p[len(p)-1]
+	if len(b.buf) >= outputBufferMax {
+		// Cut at the last full line so that no line is split.
+		if i := bytes.LastIndexByte(b.buf, '\n'); i >= 0 {
+			_, err := b.out.Write(b.buf[:i+1])
+			b.buf = append(b.buf[:0], b.buf[i+1:]...)
+			if err != nil {
+				return len(p), err
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// endLine ends an output that lacks a final newline.
+func (b *outputBuffer) endLine() {
+	if b.last != 0 && b.last != '\n' {
+		b.buf = append(b.buf, '\n')
+		b.last = '\n'
+	}
+}
+
+// flush writes what the buffer holds.
+func (b *outputBuffer) flush() {
+	if len(b.buf) > 0 {
+		_, _ = b.out.Write(b.buf)
+		b.buf = b.buf[:0]
+	}
 }
 
 // joinArgs rebuilds a command line from the words ishell split, quoting the
