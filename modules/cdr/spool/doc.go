@@ -24,8 +24,9 @@
 //
 // When Append returns nil the records are in the file: the write(2) holding
 // their frames returned, so a process crash (kill -9) loses nothing
-// appended. fsync: the active segment is fsynced every FsyncInterval (100
-// ms by default) when it has unsynced writes, and at once after FsyncRecords
+// appended. fsync: the active segment is fsynced FsyncInterval (100 ms by
+// default) after its first unsynced write (an idle spool never wakes), and
+// at once after FsyncRecords
 // (1000) unsynced records, at seal and at Close: an OS crash or power loss
 // can lose at most the records appended in the last FsyncInterval or the
 // last FsyncRecords records, whichever is fewer.

@@ -37,9 +37,9 @@ type Options struct {
 	// MaxBytes caps the total size of the segment files: an Append that
 	// would go beyond it returns ErrFull. 0: no cap.
 	MaxBytes int64
-	// FsyncInterval is how often the active segment is fsynced when it has
-	// unsynced writes, and pending acknowledgements are written. Default
-	// 100 ms.
+	// FsyncInterval is how long after the first unsynced write or pending
+	// acknowledgement the active segment is fsynced and the
+	// acknowledgements are written. Default 100 ms.
 	FsyncInterval time.Duration
 	// FsyncRecords fsyncs the active segment at once when this many
 	// records were appended since the last fsync. Default 1000.
@@ -131,6 +131,10 @@ type Spool struct {
 
 	stop chan struct{}
 	done chan struct{}
+	kick chan struct{} // something to fsync or acks to write (see markDirtyLocked)
+	// dirty: the sync loop has been kicked and has not synced since
+	// (under mu).
+	dirty bool
 }
 
 // Open opens (creating) the spool directory opts.Dir and validates every
@@ -152,7 +156,7 @@ func Open(opts Options) (*Spool, int, []Corruption, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, 0, nil, fmt.Errorf("spool: %w", err)
 	}
-	s := &Spool{opts: opts, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Spool{opts: opts, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	s.lastErr.Store("")
 	ents, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -413,6 +417,8 @@ func (s *Spool) Append(recs []Record) (first Pos, err error) {
 	s.unsynced += len(recs)
 	if s.unsynced >= s.opts.FsyncRecords {
 		s.syncLocked()
+	} else {
+		s.markDirtyLocked()
 	}
 	return first, nil
 }
@@ -469,22 +475,44 @@ func (s *Spool) syncLocked() {
 	s.unsynced = 0
 }
 
-// syncLoop fsyncs the active segment and writes pending acks every
-// FsyncInterval.
+// markDirtyLocked tells the sync loop that there is something to fsync or
+// acknowledgements to write (mu held).
+func (s *Spool) markDirtyLocked() {
+	if s.dirty {
+		return
+	}
+	s.dirty = true
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// syncLoop fsyncs the active segment and writes pending acks FsyncInterval
+// after the first write or acknowledgement since its last pass, and sleeps
+// while there is nothing to do.
 func (s *Spool) syncLoop() {
 	defer close(s.done)
-	t := time.NewTicker(s.opts.FsyncInterval)
+	t := time.NewTimer(s.opts.FsyncInterval)
+	t.Stop()
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
-			s.mu.Lock()
-			s.syncLocked()
-			s.flushAcksLocked()
-			s.mu.Unlock()
+		case <-s.kick:
 		}
+		t.Reset(s.opts.FsyncInterval)
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		s.syncLocked()
+		s.flushAcksLocked()
+		s.dirty = false
+		s.mu.Unlock()
 	}
 }
 
@@ -621,6 +649,8 @@ func (s *Spool) Ack(p Pos) {
 	p.seg.ack(p.index)
 	if s.closed { // the sync loop has stopped: write now
 		s.flushAcksLocked()
+	} else {
+		s.markDirtyLocked()
 	}
 	s.mu.Unlock()
 }
