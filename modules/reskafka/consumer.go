@@ -361,6 +361,12 @@ func (s *Subscription) recoverErr() {
 	}
 }
 
+// consumerPollMs is how long one Poll of an idle consumer blocks. Each
+// return costs the Go runtime a wakeup of its own (the blocked cgo call
+// holds a P that sysmon must take back), so an idle daemon wakes less with
+// a longer wait; a stop waits for it at most this long.
+const consumerPollMs = 500
+
 // pollLoop serves the consumer: messages into the handler queue, rebalances,
 // errors, statistics. It closes the consumer when told to stop.
 func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
@@ -375,7 +381,9 @@ func (s *Subscription) pollLoop(kc *kafka.Consumer, stop, done chan struct{}) {
 		default:
 		}
 		s.feed(kc)
-		timeout := 100
+		// Poll returns as soon as an event arrives; the timeout only bounds
+		// how long a stop waits for it.
+		timeout := consumerPollMs
 		if len(s.pending) > 0 {
 			// The handler is behind: wait until it takes a message (or
 			// 100 ms pass), then serve the consumer without blocking.

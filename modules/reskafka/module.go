@@ -17,9 +17,11 @@
 // serves every producer's librdkafka event queue (delivery reports, read in
 // C in batches: successes without a callback are only counted; errors,
 // statistics, log lines) and the log channel of the confluent-kafka-go
-// consumers and admin clients (period poll_interval_ms, default 100 ms,
-// when idle; at once when librdkafka signals events through a pipe), runs
-// delivery callbacks and keeps state and counters.
+// consumers and admin clients: at once when librdkafka signals events
+// through a pipe or a log line arrives, and otherwise not at all (a
+// once-a-second pass is the safety net; without the pipe it polls every
+// poll_interval_ms, default 100 ms). It runs delivery callbacks and keeps
+// state and counters.
 //
 // Every subscription has its own poll goroutine (serving its consumer queue
 // and rebalances) and its own handler goroutine fed through a bounded queue
@@ -528,9 +530,6 @@ func (m *Module) callback(c *conn, cb func(Delivery), d Delivery) {
 	}()
 	cb(d)
 }
-
-// housekeeping runs on the poll goroutine at least every poll interval.
-func (m *Module) housekeeping() {}
 
 // Commands implements core.Commander.
 func (m *Module) Commands() []*cli.Command { return m.commands() }

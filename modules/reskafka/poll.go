@@ -16,8 +16,9 @@ import (
 // and admin clients share, calls delivery callbacks, and keeps the
 // connections' state and counters. While events flow it drains without
 // sleeping; when idle it blocks until librdkafka signals a queue that
-// became non-empty (through a pipe), work is queued (runLater, do), or the
-// poll interval for housekeeping.
+// became non-empty (through a pipe), work is queued (runLater, do), a log
+// line arrives, or a once-a-second safety-net pass (the poll interval when
+// there is no pipe).
 type poller struct {
 	m        *Module
 	interval time.Duration
@@ -153,12 +154,20 @@ type pollClient struct {
 	c  *conn
 }
 
+// idleCheck is how often an idle poll goroutine looks at the queues
+// anyway when librdkafka signals them through the pipe (a safety net: the
+// pipe is written whenever a queue becomes non-empty).
+const idleCheck = time.Second
+
 func (p *poller) run() {
 	defer close(p.done)
-	ticker := time.NewTicker(p.interval)
+	period := p.interval
+	if p.pipeR != nil {
+		period = max(period, idleCheck)
+	}
+	ticker := time.NewTicker(period)
 	defer ticker.Stop()
 	var clients []pollClient
-	lastHousekeeping := time.Now()
 	for {
 		p.mu.Lock()
 		if p.changed {
@@ -188,10 +197,6 @@ func (p *poller) run() {
 		case <-p.stop:
 			return
 		default:
-		}
-		if time.Since(lastHousekeeping) >= p.interval {
-			lastHousekeeping = time.Now()
-			p.m.housekeeping()
 		}
 		if n > 0 {
 			continue
