@@ -8,6 +8,8 @@
 #      (scripts/bench-produce.sh):
 #      same broker, 100-byte messages, acks=1, linger.ms=5, same count.
 #   2. CDR pipeline vs raw res_kafka produce (modules/cdrkafka/bench.sh).
+#   2b. CPU of the idle daemon (sample configuration, real broker, no
+#      traffic) vs an idle kcat consumer group (scripts/bench-idle.sh).
 #   3. res_policy hash tier vs a Go map suffix walk on the real phishing +
 #      tracking lists, SYNC_COMPLETE-to-active, bytes per domain
 #      (go test -bench in modules/respolicy).
@@ -35,6 +37,8 @@
 #   BENCH_SYNC_N           SYNC_COMPLETEs per round (5)
 #   BENCH_POLICY_HS        1: also the Hyperscan burst sub-benchmark (~50 s
 #                          compile and ~850 MB; off by default)
+#   BENCH_IDLE_S           seconds the idle daemon and the idle kcat consumer
+#                          are measured per round (60)
 #   BENCH_PATTERN_N        names per Hyperscan pattern variant and round (500000)
 #   BENCH_PATTERN_RE_N     names per Go regexp variant and round (100: a loop
 #                          over 10,000 expressions takes ~5 ms per name)
@@ -54,6 +58,7 @@ CDR_N=${BENCH_CDR_N:-1000000}
 POLICY_N=${BENCH_POLICY_N:-2000000}
 SYNC_N=${BENCH_SYNC_N:-5}
 PATTERN_N=${BENCH_PATTERN_N:-500000}
+IDLE_S=${BENCH_IDLE_S:-60}
 PATTERN_RE_N=${BENCH_PATTERN_RE_N:-100}
 ENGINE_N=${BENCH_ENGINE_N:-1000000}
 ENGINE_DOMAINS=${BENCH_ENGINE_DOMAINS:-300000}
@@ -110,6 +115,7 @@ echo "kafka_tools=$tools" >>"$WORK/logs/meta"
 section produce env N="$PRODUCE_N" ROUNDS="$ROUNDS" BATCH=256 LINGER_MS=5 KAFKA_TOOLS_LIBS="$tools" \
 	bash scripts/bench-produce.sh
 section cdr bash modules/cdrkafka/bench.sh "$ROUNDS" "$CDR_N"
+section idle env ROUNDS="$ROUNDS" SECONDS_IDLE="$IDLE_S" bash scripts/bench-idle.sh
 say "stopping the broker (the remaining sections do not use it)"
 broker_down
 
@@ -181,6 +187,7 @@ dirty=$(git status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md' | awk
 	echo "engine_domains=$ENGINE_DOMAINS"
 	echo "policy_hs=${BENCH_POLICY_HS:-0}"
 	echo "pattern_n=$PATTERN_N"
+	echo "idle_s=$IDLE_S"
 	echo "pattern_re_n=$PATTERN_RE_N"
 } >>"$WORK/logs/meta"
 

@@ -27,7 +27,7 @@ def text(name):
 
 
 meta = kv(os.path.join(logdir, "meta"))
-secs = {s: kv(os.path.join(logdir, s + ".meta")) for s in ("produce", "cdr", "policy", "patterns", "engine")}
+secs = {s: kv(os.path.join(logdir, s + ".meta")) for s in ("produce", "cdr", "idle", "policy", "patterns", "engine")}
 nproc = int(meta.get("nproc", "2") or 2)
 
 
@@ -60,6 +60,8 @@ def verdict(pairs, ok):
     if not pairs:
         return "not measured"
     k = sum(1 for a, b in pairs if ok(a, b))
+    if len(pairs) == 1:
+        return "**met** (one run)" if k else "**not met** (one run)"
     if k == len(pairs):
         return f"**met** (all {k} rounds)"
     return f"**not met** ({k} of {len(pairs)} rounds)"
@@ -221,6 +223,35 @@ v_cdr = verdict(list(zip(cr.get("CDRPipeline", []), cr.get("RawProduce", []))), 
 w(f"Target: at least 80% of the raw path — {v_cdr}" + (f" ({100 * p / r:.0f}% of the medians)." if p is not None and r else "."))
 summary.append(("CDR pipeline vs raw produce (msgs/s)", f"{n0(p)} vs {n0(r)}", ratio(p, r), "≥ 0.80x", v_cdr))
 w(f"Section: {status('cdr')}.")
+w("")
+
+# ------------------------------------------------------------ idle
+ir = {}
+for m in re.finditer(r"^RESULT bench=idle round=(\d+) client=(\S+) cpu_ticks=(\d+) seconds=(\d+) pct_core=([\d.]+)",
+                     text("idle"), re.M):
+    ir.setdefault(m.group(2), []).append(float(m.group(5)))
+isb, ikc = ir.get("switchboard", []), ir.get("kcat_consumer", [])
+w("## 2b. Idle: the daemon at rest vs an idle kcat consumer")
+w("")
+w(f"The sample configuration on the real broker, no traffic (cli.conf without startup commands), after it "
+  f"settled; CPU = utime + stime from /proc/PID/stat over {meta.get('idle_s', '?')} s, as a share of one core. "
+  "The peer: `kcat -G` consuming the same two topics (policy_updates, dp_cdr), measured the same way right after.")
+w("")
+w("```")
+w(f"ROUNDS={meta.get('rounds')} SECONDS_IDLE={meta.get('idle_s')} bash scripts/bench-idle.sh")
+w("```")
+w("")
+w("| process | % of a core (median) | per round |")
+w("|---|---:|---|")
+w(f"| switchboard, idle | {'—' if med(isb) is None else f'{med(isb):.2f}'} | {', '.join(f'{x:.2f}' for x in isb) or '—'} |")
+w(f"| kcat consumer, idle | {'—' if med(ikc) is None else f'{med(ikc):.2f}'} | {', '.join(f'{x:.2f}' for x in ikc) or '—'} |")
+w("")
+v_idle = verdict([(x, 0.5) for x in isb], lambda a, b: a <= b)
+w(f"Target: at most 0.5% of a core — {v_idle}.")
+summary.append(("idle daemon CPU vs idle kcat consumer (% of a core)",
+                f"{'—' if med(isb) is None else f'{med(isb):.2f}'} vs {'—' if med(ikc) is None else f'{med(ikc):.2f}'}",
+                "—", "≤ 0.5%", v_idle))
+w(f"Section: {status('idle')}.")
 w("")
 
 # ------------------------------------------------------------ policy
