@@ -131,6 +131,8 @@ test: deps
 # when none, except under CI=true).
 test-go: lint
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+	@echo "make: memory bounds, measured without the race detector (its shadow memory swamps them)"
+	$(GO) test -count=1 -run '^TestRetentionBoundsMemory$$' ./modules/reskafka/embedded/
 
 # test-faults: every broker lives under FAULTS_DIR; the tests stop them, and the trap
 # stops whatever a crashed or timed-out test binary left behind.

@@ -23,11 +23,11 @@ func TestConsoleBannerEmbedded(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no kcat command in the banner:\n%s", screen)
 	}
-	if !strings.Contains(screen, "Embedded Kafka broker at "+m[1]) {
+	if !strings.Contains(screen, "Embedded Kafka broker at "+m[1]) || !strings.Contains(screen, "the newest 256 MB of records") {
 		t.Errorf("banner does not name the embedded broker at %s:\n%s", m[1], screen)
 	}
 	out, errOut, rc := e.rx("kafka show status")
-	if rc != 0 || !strings.Contains(out, "embedded ("+m[1]+")") {
+	if rc != 0 || !strings.Contains(out, "embedded ("+m[1]+"; keeps the newest 256 MB") {
 		t.Errorf("kafka show status (exit %d) does not report %s: %s%s", rc, m[1], out, errOut)
 	}
 	tm.send("exit", "Enter")

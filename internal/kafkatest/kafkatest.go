@@ -175,7 +175,7 @@ func Shared(t testing.TB) *Broker {
 			"(it starts the real Apache Kafka broker with scripts/kafka.sh up)")
 	}
 	embeddedOnce.Do(func() {
-		eb, err := embedded.Start(0)
+		eb, err := embedded.Start(0, 0)
 		if err != nil {
 			embeddedErr = fmt.Errorf("start embedded broker: %w", err)
 			return

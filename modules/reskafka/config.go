@@ -30,6 +30,9 @@ type General struct {
 	PollIntervalMs int `conf:"poll_interval_ms" default:"100" min:"1" max:"10000"`
 	// ShutdownFlushTimeoutMs bounds the flush of every producer at unload.
 	ShutdownFlushTimeoutMs int `conf:"shutdown_flush_timeout_ms" default:"5000" min:"0" max:"600000"`
+	// EmbeddedRetentionMB is how many MB of records the embedded broker
+	// keeps in all (the newest; older ones are dropped).
+	EmbeddedRetentionMB int `conf:"embedded_retention_mb" default:"256" min:"1" max:"1048576"`
 }
 
 // Connection is one named connection of kafka.conf: every section other

@@ -49,7 +49,12 @@ func (m *Module) Greeting() []string {
 	if m.embAddr == "" {
 		return nil
 	}
-	return []string{fmt.Sprintf("Embedded Kafka broker at %s (keeps nothing on disk; for demos and development, not production).", m.embAddr)}
+	budget := int64(0)
+	if m.emb != nil {
+		budget, _, _ = m.emb.Retention()
+	}
+	return []string{fmt.Sprintf("Embedded Kafka broker at %s (in memory, the newest %d MB of records; nothing on disk; for demos and development, not production).",
+		m.embAddr, budget>>20)}
 }
 
 var _ core.Greeter = (*Module)(nil)

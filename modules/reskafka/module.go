@@ -235,16 +235,20 @@ func (m *Module) Start(ctx *core.Context) error {
 // and it is not running.
 func (m *Module) ensureEmbedded(cfg *Config) error {
 	port, used := cfg.EmbeddedPort()
+	retention := int64(cfg.General.EmbeddedRetentionMB) << 20
+	if m.emb != nil {
+		m.emb.SetRetention(retention)
+	}
 	if !used || m.emb != nil {
 		return nil
 	}
-	b, err := startEmbedded(port)
+	b, err := startEmbedded(port, retention)
 	if err != nil {
 		return fmt.Errorf("starting the embedded Kafka broker on port %d: %w", port, err)
 	}
 	m.emb, m.embAddr = b, b.Addr()
 	m.logger.Warn("embedded Kafka broker started: keeps nothing on disk, for demos and development, not production",
-		"address", m.embAddr)
+		"address", m.embAddr, "retention_mb", cfg.General.EmbeddedRetentionMB)
 	return nil
 }
 
@@ -257,6 +261,11 @@ func (m *Module) bootstrapFor(c *Connection) string {
 
 func (m *Module) brokersLabel(c *Connection) string {
 	if c.EmbeddedPort >= 0 {
+		if m.emb != nil {
+			budget, kept, trimmed := m.emb.Retention()
+			return fmt.Sprintf("embedded (%s; keeps the newest %d MB: %.1f MB kept, %d older records dropped)",
+				m.embAddr, budget>>20, float64(kept)/(1<<20), trimmed)
+		}
 		return "embedded (" + m.embAddr + ")"
 	}
 	return c.Brokers

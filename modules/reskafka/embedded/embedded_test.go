@@ -13,7 +13,7 @@ import (
 // TestLibrdkafkaProduceConsume proves a librdkafka client (confluent-kafka-go) can
 // produce to and consume from the embedded broker, with topic auto-creation.
 func TestLibrdkafkaProduceConsume(t *testing.T) {
-	b, err := Start(0)
+	b, err := Start(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,24 +107,24 @@ func TestFixedPortAndClose(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	b, err := Start(port)
+	b, err := Start(port, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := fmt.Sprintf("127.0.0.1:%d", port); b.Addr() != want {
 		t.Errorf("Addr() = %q, want %q", b.Addr(), want)
 	}
-	if _, err := Start(port); err == nil {
+	if _, err := Start(port, 0); err == nil {
 		t.Error("second Start on a busy port succeeded")
 	}
 	b.Close()
 	b.Close() // idempotent
-	b2, err := Start(port)
+	b2, err := Start(port, 0)
 	if err != nil {
 		t.Fatalf("restart on the released port: %v", err)
 	}
 	b2.Close()
-	if _, err := Start(-1); err == nil {
-		t.Error("Start(-1) succeeded")
+	if _, err := Start(-1, 0); err == nil {
+		t.Error("Start(-1, 0) succeeded")
 	}
 }
