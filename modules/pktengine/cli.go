@@ -6,13 +6,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/gopacket/layers"
+
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/pktengine/pcapfile"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -72,6 +76,19 @@ func WriteStatus(w io.Writer, st Status) {
 	fmt.Fprintf(tw, "Responses:\t%d\n", t.Responses)
 	fmt.Fprintf(tw, "Ignored:\t%d\t%s\n", t.Ignored(), reasons(&t, false))
 	fmt.Fprintf(tw, "Decode errors:\t%d\t%s\n", t.Malformed(), reasons(&t, true))
+	if t.Oversize+t.TooLarge > 0 {
+		fmt.Fprintf(tw, "Oversize:\t%d\tlonger than the capture's snap length (read); %d longer than %d bytes (skipped)\n",
+			t.Oversize, t.TooLarge, pcapfile.MaxPacket)
+	}
+	if len(t.OtherLink) > 0 {
+		var n uint64
+		var parts []string
+		for _, lt := range sortedLinks(t.OtherLink) {
+			n += t.OtherLink[lt]
+			parts = append(parts, fmt.Sprintf("%s %d", dnsdecode.LinkTypeName(lt), t.OtherLink[lt]))
+		}
+		fmt.Fprintf(tw, "Not decoded:\t%d\tby link type: %s\n", n, strings.Join(parts, ", "))
+	}
 	if t.ReadErrors+t.Dropped+t.KernelDropped+t.IfDropped+st.Dropped > 0 {
 		fmt.Fprintf(tw, "Read errors:\t%d\n", t.ReadErrors)
 		fmt.Fprintf(tw, "Dropped:\t%d\t(kernel %d, interface %d, at shutdown %d)\n", t.KernelDropped+t.IfDropped+t.Dropped+st.Dropped, t.KernelDropped, t.IfDropped, t.Dropped+st.Dropped)
@@ -255,4 +272,14 @@ func (m *Module) cliStop(ctx context.Context, w io.Writer, args []string) error 
 		fmt.Fprintf(w, "Stopped %d source(s)\n", n)
 	}
 	return nil
+}
+
+// sortedLinks returns the link types of m in numeric order.
+func sortedLinks(m map[layers.LinkType]uint64) []layers.LinkType {
+	out := make([]layers.LinkType, 0, len(m))
+	for lt := range m {
+		out = append(out, lt)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }

@@ -22,11 +22,15 @@ var (
 	descSkipped   = prometheus.NewDesc("switchboard_pkt_cdrs_skipped_total", "Decisions that produced no CDR (action not in cdr_actions), by action.", []string{"action"}, nil)
 	descDropped   = prometheus.NewDesc("switchboard_pkt_dropped_total", "Packets or queries lost, by where: kernel, interface (libpcap counters), shutdown.", []string{"where"}, nil)
 	descReadErrs  = prometheus.NewDesc("switchboard_pkt_read_errors_total", "Failed packet reads.", nil, nil)
+	descOversize  = prometheus.NewDesc("switchboard_pkt_oversize_total", "Packets longer than their capture file's snap length (read and decoded).", nil, nil)
+	descTooLarge  = prometheus.NewDesc("switchboard_pkt_too_large_total", "Packets longer than 256 KiB in a capture file, skipped unread.", nil, nil)
+	descOtherLink = prometheus.NewDesc("switchboard_pkt_link_type_not_decoded_total", "Packets of link types the engine does not decode, by link type (name and number).", []string{"link_type"}, nil)
 	descQueue     = prometheus.NewDesc("switchboard_pkt_worker_queue_depth", "Queries handed to a worker and not yet decided.", []string{"worker"}, nil)
 	descSources   = prometheus.NewDesc("switchboard_pkt_sources_running", "Packet sources being read.", nil, nil)
 
 	descs = metrics.Descs{descPackets, descBytes, descQueries, descResponses, descErrors, descIgnored,
-		descDecisions, descCDRs, descSkipped, descDropped, descReadErrs, descQueue, descSources}
+		descDecisions, descCDRs, descSkipped, descDropped, descReadErrs, descOversize, descTooLarge, descOtherLink,
+		descQueue, descSources}
 )
 
 var _ prometheus.Collector = (*Module)(nil)
@@ -66,6 +70,11 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 	out.CounterUint(descDropped, t.IfDropped, "interface")
 	out.CounterUint(descDropped, t.Dropped+st.Dropped, "shutdown")
 	out.CounterUint(descReadErrs, t.ReadErrors)
+	out.CounterUint(descOversize, t.Oversize)
+	out.CounterUint(descTooLarge, t.TooLarge)
+	for lt, n := range t.OtherLink {
+		out.CounterUint(descOtherLink, n, dnsdecode.LinkTypeName(lt))
+	}
 	for _, w := range st.Workers {
 		out.Gauge(descQueue, float64(w.Queued), strconv.Itoa(w.ID))
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,12 @@ type Source interface {
 // ErrTimeout is returned by live sources when no packet arrived in time.
 var ErrTimeout = errors.New("read timeout")
 
+// readStatser is implemented by file sources: packets read past their
+// capture's snap length, or skipped as too large.
+type readStatser interface {
+	Stats() pcapfile.Stats
+}
+
 // dropStatser is implemented by live sources that count kernel drops.
 type dropStatser interface {
 	DropStats() (received, dropped, ifDropped uint64, err error)
@@ -52,9 +59,11 @@ func OpenFile(path string) (Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !dnsdecode.SupportedLinkType(f.LinkType()) {
+	// A pcap file has one link type; a pcapng file one per interface, each
+	// packet decoded (or counted as not decoded) by its own.
+	if f.Format == "pcap" && !dnsdecode.SupportedLinkType(f.LinkType()) {
 		f.Close()
-		return nil, fmt.Errorf("%s: unsupported link type %v", path, f.LinkType())
+		return nil, fmt.Errorf("%s: unsupported link type %s", path, dnsdecode.LinkTypeName(f.LinkType()))
 	}
 	return &fileSource{name: "pcap:" + path, f: f}, nil
 }
@@ -65,6 +74,7 @@ func (s *fileSource) Close() error              { return s.f.Close() }
 func (s *fileSource) ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	return s.f.ZeroCopyReadPacketData()
 }
+func (s *fileSource) Stats() pcapfile.Stats { return s.f.Stats() }
 
 // OpenSource opens a source from its configured form: "pcap:<file>" or
 // "live:<interface>".
@@ -90,12 +100,17 @@ type readerCounters struct {
 	readErrors                         atomic.Uint64
 	dropped                            atomic.Uint64 // queries dropped at shutdown
 	kernelDropped, ifDropped           atomic.Uint64 // live: libpcap's counters
+	oversize, tooLarge                 atomic.Uint64 // files: see pcapfile.Stats
+
+	linkMu    sync.Mutex
+	otherLink map[layers.LinkType]uint64 // packets of link types not decoded
 }
 
 type localCounters struct {
 	packets, bytes, queries, responses uint64
 	reasons                            [dnsdecode.NumReasons]uint64
 	readErrors, dropped                uint64
+	otherLink                          map[layers.LinkType]uint64
 }
 
 func (rc *readerCounters) publish(l *localCounters) {
@@ -110,6 +125,16 @@ func (rc *readerCounters) publish(l *localCounters) {
 	}
 	rc.readErrors.Add(l.readErrors)
 	rc.dropped.Add(l.dropped)
+	if len(l.otherLink) > 0 {
+		rc.linkMu.Lock()
+		if rc.otherLink == nil {
+			rc.otherLink = map[layers.LinkType]uint64{}
+		}
+		for lt, n := range l.otherLink {
+			rc.otherLink[lt] += n
+		}
+		rc.linkMu.Unlock()
+	}
 	*l = localCounters{}
 }
 
@@ -125,6 +150,20 @@ func (rc *readerCounters) addTo(o *readerCounters) {
 	o.dropped.Add(rc.dropped.Load())
 	o.kernelDropped.Add(rc.kernelDropped.Load())
 	o.ifDropped.Add(rc.ifDropped.Load())
+	o.oversize.Add(rc.oversize.Load())
+	o.tooLarge.Add(rc.tooLarge.Load())
+	rc.linkMu.Lock()
+	defer rc.linkMu.Unlock()
+	if len(rc.otherLink) > 0 {
+		o.linkMu.Lock()
+		if o.otherLink == nil {
+			o.otherLink = map[layers.LinkType]uint64{}
+		}
+		for lt, n := range rc.otherLink {
+			o.otherLink[lt] += n
+		}
+		o.linkMu.Unlock()
+	}
 }
 
 // runningSource is a source being read.
@@ -157,8 +196,13 @@ func (e *Engine) Start(src Source, speed float64) (int, error) {
 	}
 	dec, err := dnsdecode.New(src.LinkType(), dnsdecode.Options{Ports: e.opts.Ports})
 	if err != nil {
-		src.Close()
-		return 0, err
+		// A pcapng file whose first interface is of a link type not
+		// decoded may have others that are: its packets are counted.
+		if fs, ok := src.(*fileSource); !ok || fs.f.Format != "pcapng" {
+			src.Close()
+			return 0, err
+		}
+		dec = nil
 	}
 	e.nextID++
 	ctx, cancel := context.WithCancel(context.Background())
@@ -265,12 +309,23 @@ var reasonKeys = func() (k [dnsdecode.NumReasons]string) {
 
 // reader is the per-source decode loop state.
 type reader struct {
-	e    *Engine
-	rs   *runningSource
-	cur  []*batch
-	l    localCounters
-	now  time.Time
-	dead bool // engine aborted: drop instead of hand over
+	e     *Engine
+	rs    *runningSource
+	cur   []*batch
+	l     localCounters
+	now   time.Time
+	dead  bool        // engine aborted: drop instead of hand over
+	stats readStatser // file sources
+}
+
+// publish hands the local counters (and the file reader's) to the source's.
+func (r *reader) publish() {
+	r.rs.rc.publish(&r.l)
+	if r.stats != nil {
+		st := r.stats.Stats()
+		r.rs.rc.oversize.Store(st.Oversize)
+		r.rs.rc.tooLarge.Store(st.Skipped)
+	}
 }
 
 func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *dnsdecode.Decoder) {
@@ -280,9 +335,12 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 	var firstTS time.Time
 	var startWall time.Time
 	ds, _ := src.(dropStatser)
+	r.stats, _ = src.(readStatser)
+	linkOf := src.LinkType()
+	decoders := map[layers.LinkType]*dnsdecode.Decoder{linkOf: dec} // nil: not decoded
 	defer func() {
 		r.flushAll()
-		rs.rc.publish(&r.l)
+		r.publish()
 		if ds != nil {
 			r.pollDrops(ds)
 		}
@@ -324,7 +382,7 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 			}
 			r.flushOld(flushAfter)
 			if r.now.Sub(lastPub) >= publishEvery {
-				rs.rc.publish(&r.l)
+				r.publish()
 				lastPub = r.now
 				if ds != nil && r.now.Sub(lastDrops) >= time.Second {
 					r.pollDrops(ds)
@@ -340,7 +398,7 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 			case errors.Is(err, ErrTimeout):
 				r.now = time.Now()
 				r.flushAll()
-				rs.rc.publish(&r.l)
+				r.publish()
 				if ds != nil {
 					r.pollDrops(ds)
 				}
@@ -371,7 +429,7 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 			} else if due := startWall.Add(time.Duration(float64(ci.Timestamp.Sub(firstTS)) / rs.speed)); due.After(r.now) {
 				if d := time.Until(due); d > time.Millisecond {
 					r.flushAll()
-					rs.rc.publish(&r.l)
+					r.publish()
 					t := time.NewTimer(d)
 					select {
 					case <-ctx.Done():
@@ -388,6 +446,32 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 		}
 		r.l.packets++
 		r.l.bytes += uint64(ci.Length)
+		if len(ci.AncillaryData) > 0 {
+			// pcapng: each interface has its own link type.
+			if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok && (lt != linkOf || dec == nil) {
+				d, known := decoders[lt]
+				if !known {
+					var err error
+					if d, err = dnsdecode.New(lt, dnsdecode.Options{Ports: e.opts.Ports}); err != nil {
+						d = nil
+					}
+					decoders[lt] = d
+					if d == nil {
+						e.log.Warn("packets of a link type not decoded are counted and skipped", "source", rs.name,
+							"link_type", dnsdecode.LinkTypeName(lt))
+					}
+				}
+				if linkOf = lt; d == nil {
+					dec = nil
+					if r.l.otherLink == nil {
+						r.l.otherLink = map[layers.LinkType]uint64{}
+					}
+					r.l.otherLink[lt]++
+					continue
+				}
+				dec = d
+			}
+		}
 		dec.Decode(data, &res)
 		switch res.Kind {
 		case dnsdecode.Query:

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/gopacket/layers"
+
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
@@ -21,6 +23,13 @@ type Counters struct {
 	Dropped uint64
 	// KernelDropped and IfDropped are libpcap's drop counters (live only).
 	KernelDropped, IfDropped uint64
+	// Oversize counts packets longer than their capture file's snap length
+	// (read and decoded); TooLarge those longer than pcapfile.MaxPacket
+	// (skipped unread).
+	Oversize, TooLarge uint64
+	// OtherLink counts packets of link types the engine does not decode
+	// (pcapng interfaces), by link type.
+	OtherLink map[layers.LinkType]uint64
 }
 
 // Malformed sums the malformed reasons.
@@ -57,6 +66,20 @@ func (c *Counters) add(rc *readerCounters) {
 	c.Dropped += rc.dropped.Load()
 	c.KernelDropped += rc.kernelDropped.Load()
 	c.IfDropped += rc.ifDropped.Load()
+	c.Oversize += rc.oversize.Load()
+	c.TooLarge += rc.tooLarge.Load()
+	rc.linkMu.Lock()
+	if len(rc.otherLink) > 0 {
+		m := make(map[layers.LinkType]uint64, len(c.OtherLink)+len(rc.otherLink))
+		for lt, n := range c.OtherLink {
+			m[lt] = n
+		}
+		for lt, n := range rc.otherLink {
+			m[lt] += n
+		}
+		c.OtherLink = m
+	}
+	rc.linkMu.Unlock()
 }
 
 // SourceStatus describes a running or finished source.

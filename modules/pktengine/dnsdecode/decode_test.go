@@ -270,7 +270,8 @@ func threadCPU() int64 {
 }
 
 // linkSel maps the fuzz input's first octet to a link type.
-var linkSel = []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeRaw, layers.LinkTypeNull, layers.LinkTypeLoop}
+var linkSel = []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeRaw, layers.LinkTypeNull, layers.LinkTypeLoop,
+	layers.LinkTypePPP, linkTypePPPHDLC, linkTypeIPv4, linkTypeIPv6}
 
 func linkIndex(lt layers.LinkType) byte {
 	for i, l := range linkSel {

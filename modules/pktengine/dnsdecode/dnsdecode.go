@@ -11,6 +11,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -70,6 +72,7 @@ const (
 	MalformedCompressionLoop // compression pointer that does not point strictly backwards
 	MalformedBadCounts       // section counts that cannot fit in the message
 	MalformedNoQuestion      // query with QDCOUNT 0
+	MalformedIPVersion       // raw IP link: the version nibble is not the link's IP version (4 or 6)
 
 	// NumReasons is the number of reasons, for sizing counter arrays.
 	NumReasons
@@ -94,6 +97,7 @@ var reasonNames = [NumReasons]string{
 	MalformedCompressionLoop: "compression_loop",
 	MalformedBadCounts:       "bad_counts",
 	MalformedNoQuestion:      "no_question",
+	MalformedIPVersion:       "ip_version",
 }
 
 // String returns the reason's metric label (snake_case).
@@ -156,6 +160,8 @@ type Decoder struct {
 	parser  *gopacket.DecodingLayerParser // first layer fixed by the link type
 	parser6 *gopacket.DecodingLayerParser // raw IP links: the IPv6 parser (parser is IPv4)
 	rawIP   bool
+	ipVer   byte // raw IP links that carry one IP version only (4 or 6; 0: either)
+	ppp     bool // PPP links: the PPP header is taken off first
 	eth     layers.Ethernet
 	dot1q   layers.Dot1Q
 	sll     layers.LinuxSLL
@@ -181,7 +187,26 @@ const (
 	linkTypeRawOpenBSD layers.LinkType = 14  // DLT_RAW on OpenBSD
 	linkTypeIPv4       layers.LinkType = 228 // LINKTYPE_IPV4
 	linkTypeIPv6       layers.LinkType = 229 // LINKTYPE_IPV6
+	linkTypePPPHDLC    layers.LinkType = 50  // LINKTYPE_PPP_HDLC (PPP in HDLC-like framing)
 )
+
+// LinkTypeName names a link type with its number, as refusals and counters
+// show it: "Ethernet (1)", "PPP (9)", "LINKTYPE_228 (228)" for one gopacket
+// does not name.
+func LinkTypeName(lt layers.LinkType) string {
+	name := lt.String()
+	switch {
+	case lt == linkTypeIPv4:
+		name = "IPV4"
+	case lt == linkTypeIPv6:
+		name = "IPV6"
+	case lt == linkTypePPPHDLC:
+		name = "PPP_HDLC"
+	case strings.HasPrefix(name, "Unknown"):
+		name = "LINKTYPE_" + strconv.Itoa(int(lt))
+	}
+	return name + " (" + strconv.Itoa(int(lt)) + ")"
+}
 
 func firstLayer(lt layers.LinkType) (gopacket.LayerType, bool) {
 	switch lt {
@@ -191,8 +216,9 @@ func firstLayer(lt layers.LinkType) (gopacket.LayerType, bool) {
 		return layers.LayerTypeLinuxSLL, true
 	case layers.LinkTypeNull, layers.LinkTypeLoop:
 		return layers.LayerTypeLoopback, true
-	case layers.LinkTypeRaw, linkTypeRawBSD, linkTypeRawOpenBSD, linkTypeIPv4, linkTypeIPv6:
-		return layers.LayerTypeIPv4, true // raw: chosen per packet from the version nibble
+	case layers.LinkTypeRaw, linkTypeRawBSD, linkTypeRawOpenBSD, linkTypeIPv4, linkTypeIPv6,
+		layers.LinkTypePPP, linkTypePPPHDLC:
+		return layers.LayerTypeIPv4, true // raw (and PPP's payload): chosen per packet from the version nibble
 	}
 	return 0, false
 }
@@ -201,7 +227,7 @@ func firstLayer(lt layers.LinkType) (gopacket.LayerType, bool) {
 func New(lt layers.LinkType, opts Options) (*Decoder, error) {
 	first, ok := firstLayer(lt)
 	if !ok {
-		return nil, fmt.Errorf("dnsdecode: unsupported link type %v (%d)", lt, int(lt))
+		return nil, fmt.Errorf("dnsdecode: unsupported link type %s", LinkTypeName(lt))
 	}
 	d := &Decoder{link: lt, decoded: make([]gopacket.LayerType, 0, 8)}
 	ports := opts.Ports
@@ -227,6 +253,14 @@ func New(lt layers.LinkType, opts Options) (*Decoder, error) {
 		d.rawIP = true
 		d.parser6 = mk(layers.LayerTypeIPv6)
 	}
+	switch lt {
+	case linkTypeIPv4:
+		d.ipVer = 4
+	case linkTypeIPv6:
+		d.ipVer = 6
+	case layers.LinkTypePPP, linkTypePPPHDLC:
+		d.ppp = true
+	}
 	return d, nil
 }
 
@@ -235,13 +269,65 @@ func (d *Decoder) LinkType() layers.LinkType { return d.link }
 
 func (d *Decoder) isDNSPort(p uint16) bool { return d.ports[p>>6]&(1<<(p&63)) != 0 }
 
+// PPP protocol numbers of the network layers the decoder reads.
+const (
+	pppIPv4 = 0x0021
+	pppIPv6 = 0x0057
+)
+
+// pppPayload takes the PPP header off a frame: the optional HDLC address
+// and control bytes (0xFF 0x03) and the protocol field (one byte when
+// compressed, i.e. odd, else two). It returns the IP packet, nil for a
+// frame of another protocol (LCP, IPCP, ...), and ok false when the header
+// does not fit.
+func pppPayload(data []byte) (ip []byte, ok bool) {
+	if len(data) >= 2 && data[0] == 0xFF && data[1] == 0x03 {
+		data = data[2:]
+	}
+	if len(data) < 1 {
+		return nil, false
+	}
+	var proto uint16
+	if data[0]&1 == 1 { // compressed: one byte
+		proto, data = uint16(data[0]), data[1:]
+	} else {
+		if len(data) < 2 {
+			return nil, false
+		}
+		proto, data = uint16(data[0])<<8|uint16(data[1]), data[2:]
+	}
+	switch proto {
+	case pppIPv4, pppIPv6:
+		return data, true
+	}
+	return nil, true
+}
+
 // Decode decodes one frame into r. It never panics on hostile input and does
 // not allocate for well-formed frames.
 func (d *Decoder) Decode(data []byte, r *Result) {
 	*r = Result{}
+	if d.ppp {
+		var ok bool
+		if data, ok = pppPayload(data); !ok {
+			r.Kind, r.Reason = Malformed, MalformedLink
+			return
+		}
+		if data == nil {
+			r.Kind, r.Reason = Ignored, IgnoredNotIP
+			return
+		}
+	}
 	p := d.parser
-	if d.rawIP && len(data) > 0 && data[0]>>4 == 6 {
-		p = d.parser6
+	if d.rawIP && len(data) > 0 {
+		v := data[0] >> 4
+		if d.ipVer != 0 && v != d.ipVer || d.ipVer == 0 && v != 4 && v != 6 {
+			r.Kind, r.Reason = Malformed, MalformedIPVersion
+			return
+		}
+		if v == 6 {
+			p = d.parser6
+		}
 	}
 	err := p.DecodeLayers(data, &d.decoded)
 	r.Truncated = p.Truncated
