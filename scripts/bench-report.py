@@ -255,19 +255,23 @@ w(f"Section: {status('idle')}.")
 w("")
 
 # ------------------------------------------------------------ policy
-bench = {}
-for line in text("policy").splitlines():
-    if not line.startswith("Benchmark"):
-        continue
+def bench_line(line):
+    """A Go benchmark output line as (name without -GOMAXPROCS, {unit: value})."""
     f = line.split()
-    name = re.sub(r"-\d+$", "", f[0])
     vals = {}
     for i in range(2, len(f) - 1, 2):
         try:
             vals[f[i + 1]] = float(f[i])
         except ValueError:
             pass
-    bench.setdefault(name, []).append(vals)
+    return re.sub(r"-\d+$", "", f[0]), vals
+
+
+bench = {}
+for line in text("policy").splitlines():
+    if line.startswith("Benchmark"):
+        name, vals = bench_line(line)
+        bench.setdefault(name, []).append(vals)
 
 
 def bm(name, unit):
@@ -366,14 +370,7 @@ for line in text("patterns").splitlines():
         continue
     if not line.startswith("Benchmark"):
         continue
-    f = line.split()
-    name = re.sub(r"-\d+$", "", f[0])
-    vals = {}
-    for i in range(2, len(f) - 1, 2):
-        try:
-            vals[f[i + 1]] = float(f[i])
-        except ValueError:
-            pass
+    name, vals = bench_line(line)
     if name == "BenchmarkResyncMemory":
         mem = vals
     elif pr:

@@ -125,17 +125,23 @@ func (rc *readerCounters) publish(l *localCounters) {
 	}
 	rc.readErrors.Add(l.readErrors)
 	rc.dropped.Add(l.dropped)
-	if len(l.otherLink) > 0 {
-		rc.linkMu.Lock()
-		if rc.otherLink == nil {
-			rc.otherLink = map[layers.LinkType]uint64{}
-		}
-		for lt, n := range l.otherLink {
-			rc.otherLink[lt] += n
-		}
-		rc.linkMu.Unlock()
-	}
+	rc.addLinks(l.otherLink)
 	*l = localCounters{}
+}
+
+// addLinks adds per-link-type packet counts.
+func (rc *readerCounters) addLinks(m map[layers.LinkType]uint64) {
+	if len(m) == 0 {
+		return
+	}
+	rc.linkMu.Lock()
+	defer rc.linkMu.Unlock()
+	if rc.otherLink == nil {
+		rc.otherLink = map[layers.LinkType]uint64{}
+	}
+	for lt, n := range m {
+		rc.otherLink[lt] += n
+	}
 }
 
 func (rc *readerCounters) addTo(o *readerCounters) {
@@ -154,16 +160,7 @@ func (rc *readerCounters) addTo(o *readerCounters) {
 	o.tooLarge.Add(rc.tooLarge.Load())
 	rc.linkMu.Lock()
 	defer rc.linkMu.Unlock()
-	if len(rc.otherLink) > 0 {
-		o.linkMu.Lock()
-		if o.otherLink == nil {
-			o.otherLink = map[layers.LinkType]uint64{}
-		}
-		for lt, n := range rc.otherLink {
-			o.otherLink[lt] += n
-		}
-		o.linkMu.Unlock()
-	}
+	o.addLinks(rc.otherLink)
 }
 
 // runningSource is a source being read.

@@ -221,13 +221,23 @@ func ParseMessage(data []byte) (Message, error) {
 			m.Category = *w.Category
 		}
 	}
-	if m.Type == TypeAddMalicious && w.Confidence != nil {
+	if m.Type == TypeAddMalicious {
+		if err := parseConfidence(&m, &w); err != nil {
+			return Message{}, err
+		}
+	}
+	return m, nil
+}
+
+// parseConfidence fills the optional confidence (0-100).
+func parseConfidence(m *Message, w *wireMessage) error {
+	if w.Confidence != nil {
 		if *w.Confidence > 100 {
-			return Message{}, reject(ReasonInvalidField, "confidence %d (0-100)", *w.Confidence)
+			return reject(ReasonInvalidField, "confidence %d (0-100)", *w.Confidence)
 		}
 		m.Confidence = *w.Confidence
 	}
-	return m, nil
+	return nil
 }
 
 // parsePatternFields fills the fields of ADD_PATTERN and REMOVE_PATTERN.
@@ -274,11 +284,8 @@ func parsePatternFields(m *Message, w *wireMessage) error {
 	if w.Category != nil {
 		m.Category = *w.Category
 	}
-	if m.List == ListMalicious && w.Confidence != nil {
-		if *w.Confidence > 100 {
-			return reject(ReasonInvalidField, "confidence %d (0-100)", *w.Confidence)
-		}
-		m.Confidence = *w.Confidence
+	if m.List == ListMalicious {
+		return parseConfidence(m, w)
 	}
 	return nil
 }
