@@ -64,7 +64,8 @@ func TestFatalErrorRebuildsProducer(t *testing.T) {
 brokers = %s
 enable_idempotence = yes
 acks = -1
-linger_ms = 50
+linger_ms = 500
+batch_num_messages = 100000
 statistics_interval_ms = 500
 `, b.Bootstrap))
 	topic := uniqueTopic(t)

@@ -115,7 +115,7 @@ func TestFreshClone(t *testing.T) {
 		status = out
 		return err == nil, fmt.Sprintf("%v\n%s", err, out)
 	})
-	addr := regexp.MustCompile(`embedded \((127\.0\.0\.1:\d+)\)`).FindStringSubmatch(status)
+	addr := regexp.MustCompile(`embedded \((127\.0\.0\.1:\d+)[;)]`).FindStringSubmatch(status)
 	if addr == nil {
 		t.Fatalf("no embedded broker address in 'kafka show connection default':\n%s", status)
 	}

@@ -191,7 +191,7 @@ func TestDemoScenario(t *testing.T) {
 			"cli.conf":            cliConf(feed, capture, "policy_updates"),
 			"res_prometheus.conf": "[general]\nbind = 127.0.0.1:0\n",
 		})
-		addr := regexp.MustCompile(`embedded \((127\.0\.0\.1:\d+)\)`).FindStringSubmatch(d.must("kafka show connection default"))
+		addr := regexp.MustCompile(`embedded \((127\.0\.0\.1:\d+)[;)]`).FindStringSubmatch(d.must("kafka show connection default"))
 		if addr == nil {
 			t.Fatal("no embedded broker address in 'kafka show connection default'")
 		}
