@@ -30,6 +30,10 @@
 //     "core reload". "core stop now|gracefully" from any console is honoured.
 //   - A second daemon on the same control socket refuses to start; a socket
 //     left by a dead daemon is replaced.
+//   - Under systemd (NOTIFY_SOCKET set; packaging/systemd/switchboard.service
+//     is Type=notify) it reports READY=1 once every module started,
+//     RELOADING=1 ... READY=1 around a SIGHUP reload, STOPPING=1, a STATUS=
+//     line, and WATCHDOG=1 pings at half WatchdogSec while the host answers.
 //
 // Paths:
 //
@@ -480,6 +484,10 @@ func daemon(o options, stderr io.Writer) int {
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve() }()
 	logger.Info(o.Name+" ready", "version", o.Version, "config", o.configDir, "socket", o.socket)
+	notify := newNotifier(h, logger)
+	notify.ready()
+	stopWatchdog := make(chan struct{})
+	go notify.watchdog(stopWatchdog)
 
 	var consoleDone chan error
 	var con *console.Console
@@ -513,9 +521,11 @@ wait:
 			if sig == syscall.SIGHUP {
 				logger.Info("SIGHUP: reloading")
 				go func() {
+					notify.reloading()
 					if err := h.Reload(""); err != nil {
 						logger.Error("reload after SIGHUP failed", "err", err)
 					}
+					notify.ready()
 				}()
 				continue
 			}
@@ -552,6 +562,8 @@ wait:
 	if err := srv.Close(); err != nil {
 		logger.Warn("closing the control socket", "err", err)
 	}
+	notify.stopping()
+	close(stopWatchdog)
 	modeName := map[core.StopMode]string{core.StopGracefully: "gracefully", core.StopNow: "now"}[mode]
 	logger.Info("stopping modules", "mode", modeName)
 	cancelStartup()

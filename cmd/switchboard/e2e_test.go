@@ -74,6 +74,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	t                           *testing.T
 	bin, conf, data, sock, home string
+	extraEnv                    []string // added to the daemon's environment
 }
 
 func newEnv(t *testing.T) *env {
@@ -101,7 +102,7 @@ func write(t *testing.T, path, content string) {
 }
 
 func (e *env) environ() []string {
-	return append(os.Environ(), "HOME="+e.home, "XDG_RUNTIME_DIR=")
+	return append(append(os.Environ(), "HOME="+e.home, "XDG_RUNTIME_DIR="), e.extraEnv...)
 }
 
 // daemonProc is a running "switchboard -f".
