@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-dp/switchboard/cli"
@@ -76,7 +77,8 @@ type Host struct {
 	started time.Time
 	stopReq chan StopMode
 
-	life sync.Mutex // serialises Start, Stop, Load, Unload, Reload
+	life     sync.Mutex  // serialises Start, Stop, Load, Unload, Reload
+	stopping atomic.Bool // Stop began: the host no longer reports ready
 
 	mu    sync.Mutex // guards recs, order, records' state and use counts
 	recs  map[string]*record
@@ -368,6 +370,7 @@ func (h *Host) setState(rec *record, s State, err error) {
 // Stop stops every running module in reverse start order, each within its
 // stop timeout (StopNow: one second each).
 func (h *Host) Stop(mode StopMode) {
+	h.stopping.Store(true)
 	h.life.Lock()
 	defer h.life.Unlock()
 	h.stopAll(mode)
@@ -633,6 +636,37 @@ func (h *Host) Modules() []ModuleStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// Ready reports whether the host serves: it is not stopping, no module
+// failed, and every running module that is a Readier is ready. When it is
+// not, the reasons say why, one per line.
+func (h *Host) Ready() (bool, []string) {
+	var reasons []string
+	if h.stopping.Load() {
+		reasons = append(reasons, "stopping")
+	}
+	var running []string
+	for _, st := range h.Modules() {
+		switch st.State {
+		case StateFailed:
+			reasons = append(reasons, fmt.Sprintf("module %s failed: %s", st.Name, st.LastError))
+		case StateRunning:
+			running = append(running, st.Name)
+		}
+	}
+	for _, name := range running {
+		mod, ok := h.Instance(name)
+		if !ok {
+			continue
+		}
+		if r, ok := mod.(Readier); ok {
+			if ready, why := r.Ready(); !ready {
+				reasons = append(reasons, fmt.Sprintf("module %s: %s", name, why))
+			}
+		}
+	}
+	return len(reasons) == 0, reasons
 }
 
 // Instance returns the running instance of the named module, without

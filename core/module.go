@@ -149,6 +149,14 @@ type Greeter interface {
 	Greeting() []string
 }
 
+// Readier is implemented by modules that serve only once something beyond
+// their start happened (a connection is up, a first sync completed). Ready
+// reports whether the module serves and, when it does not, why (one line).
+// It must be cheap and must not block: readiness probes call it.
+type Readier interface {
+	Ready() (ready bool, reason string)
+}
+
 // DeclineError is returned by Configure or Start to decline loading.
 type DeclineError struct{ Reason string }
 

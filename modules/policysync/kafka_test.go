@@ -140,10 +140,15 @@ func TestSeedDemoThroughKafka(t *testing.T) {
 	topic := fmt.Sprintf("policy-demo-%d", time.Now().UnixNano())
 	createTopic(t, b, topic, 1)
 	lines := demoLines()
-	kafkatest.KcatProduce(t, b, topic, lines, "enterprise_a")
 	ph := startPolicyHost(t, b, t.TempDir(), topic)
 	defer ph.h.Stop(core.StopGracefully)
+	// Not ready until a sync completed: the topic is still empty.
+	if ok, reasons := ph.h.Ready(); ok || !strings.Contains(strings.Join(reasons, "\n"), "module policy_sync: no policy sync completed yet") {
+		t.Errorf("ready before any sync: %v %q", ok, reasons)
+	}
+	kafkatest.KcatProduce(t, b, topic, lines, "enterprise_a")
 	ph.waitApplied(topic, int64(len(lines)-1))
+	testwait.Until(t, 10*time.Second, "the host ready after the sync", func() bool { ok, _ := ph.h.Ready(); return ok })
 	for q, want := range map[string]string{"google.com": "WHITELIST", "www.facebook.com": "BLACKLIST", "youtube.com": "NOT FOUND",
 		"x.c2.evil.net": "MALICIOUS"} {
 		if out := ph.run("policy lookup enterprise_a " + q); !strings.Contains(out, want) {

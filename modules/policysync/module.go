@@ -386,3 +386,25 @@ func num(n int64) string {
 	}
 	return fmt.Sprint(n)
 }
+
+// Ready implements core.Readier: the policy has completed a sync (a
+// SYNC_COMPLETE applied from the topic, or tables a sync left before this
+// consumer started).
+func (m *Module) Ready() (bool, string) {
+	m.mu.Lock()
+	p, feeder := m.policy, m.feeder
+	m.mu.Unlock()
+	if feeder != nil && feeder.Stats().ByType[respolicy.TypeSyncComplete] > 0 {
+		return true, ""
+	}
+	if p != nil {
+		for _, g := range p.Store().Snapshot().Groups() {
+			if g.Syncs > 0 {
+				return true, ""
+			}
+		}
+	}
+	return false, "no policy sync completed yet"
+}
+
+var _ core.Readier = (*Module)(nil)

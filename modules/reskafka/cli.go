@@ -14,6 +14,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/switchboard-dp/switchboard/cli"
+	"github.com/switchboard-dp/switchboard/core"
 )
 
 // testSendTimeout bounds how long "kafka test send" waits for the delivery
@@ -483,3 +484,25 @@ func (m *Module) cliTestFatal(_ context.Context, w io.Writer, args []string) err
 	fmt.Fprintf(w, "Fatal error raised on the producer of connection %s; res_kafka rebuilds it and hands back what it did not deliver (see kafka show connection %s)\n", c.name, c.name)
 	return nil
 }
+
+// Ready implements core.Readier: every connection a module uses (one with a
+// producer or a consumer) is up.
+func (m *Module) Ready() (bool, string) {
+	var down []string
+	for _, name := range m.Connections() {
+		c, err := m.conn(name)
+		if err != nil {
+			continue
+		}
+		st := m.status(c)
+		if (st.ProducerCreated || st.Consumers > 0) && st.State != stateUp {
+			down = append(down, fmt.Sprintf("connection %s is %s", name, st.State))
+		}
+	}
+	if len(down) > 0 {
+		return false, strings.Join(down, "; ")
+	}
+	return true, ""
+}
+
+var _ core.Readier = (*Module)(nil)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -117,6 +118,8 @@ func (m *Module) Start(ctx *core.Context) error {
 		m.scrape.Inc()
 		h.ServeHTTP(w, r)
 	}))
+	mux.HandleFunc("/healthz", m.healthz)
+	mux.HandleFunc("/ready", m.ready)
 	srv := &http.Server{Handler: mux}
 	m.mu.Lock()
 	m.srv, m.addr = srv, ln.Addr().String()
@@ -128,6 +131,39 @@ func (m *Module) Start(ctx *core.Context) error {
 	}()
 	ctx.Logger.Info("serving metrics", "url", "http://"+m.addr+m.cfg.URI)
 	return nil
+}
+
+// healthTimeout bounds how long /healthz waits for the host to answer.
+const healthTimeout = 2 * time.Second
+
+// healthz answers 200 while the process lives and its host answers (its
+// module table, under the host's lock, within healthTimeout), else 503.
+func (m *Module) healthz(w http.ResponseWriter, _ *http.Request) {
+	answered := make(chan int, 1)
+	go func() { answered <- len(m.host.Modules()) }()
+	select {
+	case n := <-answered:
+		fmt.Fprintf(w, "ok: host answers, %d modules\n", n)
+	case <-time.After(healthTimeout):
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "host did not answer within %s\n", healthTimeout)
+	}
+}
+
+// ready answers 200 when the host is ready (core.Host.Ready: not stopping,
+// no module failed, every Readier module ready: its Kafka connections up,
+// a first policy sync completed), else 503 with the reasons, one per line.
+func (m *Module) ready(w http.ResponseWriter, _ *http.Request) {
+	ok, reasons := m.host.Ready()
+	if ok {
+		fmt.Fprintln(w, "ready")
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintln(w, "not ready:")
+	for _, r := range reasons {
+		fmt.Fprintln(w, "  "+r)
+	}
 }
 
 // Addr returns the address the server listens on.
