@@ -62,44 +62,35 @@ func (m *Module) commands() []*cli.Command {
 			},
 		},
 		{
-			Path:    "kafka test fatal",
-			Summary: "Raise a fatal error on a connection's producer (a drill of its rebuild)",
-			Usage:   "kafka test fatal connection <name> [reason <text>]",
-			Run:     m.cliTestFatal,
-			Complete: func(args []string, prefix string) []string {
-				switch len(args) {
-				case 0:
-					return []string{"connection"}
-				case 1:
-					return m.matching(m.Connections(), prefix)
-				case 2:
-					return []string{"reason"}
-				}
-				return nil
-			},
+			Path:     "kafka test fatal",
+			Summary:  "Raise a fatal error on a connection's producer (a drill of its rebuild)",
+			Usage:    "kafka test fatal connection <name> [reason <text>]",
+			Run:      m.cliTestFatal,
+			Complete: m.completeKeywords("connection", "reason"),
 		},
 		{
-			Path:    "kafka test send",
-			Summary: "Produce one message and wait for its delivery report",
-			Usage:   "kafka test send connection <name> topic <topic> message <text> [key <key>]",
-			Run:     m.cliTestSend,
-			Complete: func(args []string, prefix string) []string {
-				switch len(args) {
-				case 0:
-					return []string{"connection"}
-				case 1:
-					return m.matching(m.Connections(), prefix)
-				case 2:
-					return []string{"topic"}
-				case 4:
-					return []string{"message"}
-				}
-				if len(args) >= 6 && args[len(args)-1] != "key" {
-					return []string{"key"}
-				}
-				return nil
-			},
+			Path:     "kafka test send",
+			Summary:  "Produce one message and wait for its delivery report",
+			Usage:    "kafka test send connection <name> topic <topic> message <text> [key <key>]",
+			Run:      m.cliTestSend,
+			Complete: m.completeKeywords("connection", "topic", "message", "key"),
 		},
+	}
+}
+
+// completeKeywords completes a "keyword value keyword value ..." command
+// line: the next keyword at a keyword's place, connection names after
+// "connection", nothing for other values.
+func (m *Module) completeKeywords(keywords ...string) func(args []string, prefix string) []string {
+	return func(args []string, prefix string) []string {
+		n := len(args)
+		switch {
+		case n%2 == 0 && n/2 < len(keywords):
+			return []string{keywords[n/2]}
+		case n%2 == 1 && args[n-1] == "connection":
+			return m.matching(m.Connections(), prefix)
+		}
+		return nil
 	}
 }
 

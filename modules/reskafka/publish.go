@@ -24,22 +24,8 @@ func (m *Module) publishCommand() *cli.Command {
 		Usage: "kafka publish file connection <name> topic <topic> file <path> [key <key>]\n" +
 			"       Empty lines are skipped. Waits for every delivery report (at most the\n" +
 			"       connection's message_timeout_ms) and prints how many were delivered.",
-		Run: m.cliPublishFile,
-		Complete: func(args []string, prefix string) []string {
-			switch len(args) {
-			case 0:
-				return []string{"connection"}
-			case 1:
-				return m.matching(m.Connections(), prefix)
-			case 2:
-				return []string{"topic"}
-			case 4:
-				return []string{"file"}
-			case 6:
-				return []string{"key"}
-			}
-			return nil
-		},
+		Run:      m.cliPublishFile,
+		Complete: m.completeKeywords("connection", "topic", "file", "key"),
 	}
 }
 

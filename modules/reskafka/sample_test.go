@@ -35,6 +35,18 @@ func TestSampleConfigEmbedded(t *testing.T) {
 	if got := th.h.Commands().Complete("kafka show connection de"); len(got) != 1 || got[0] != "default" {
 		t.Errorf("completion: %v", got)
 	}
+	for line, want := range map[string]string{
+		"kafka test send connection de":                   "default",
+		"kafka test send connection default ":             "topic",
+		"kafka test send connection default topic t m":    "message",
+		"kafka publish file connection default topic t ":  "file",
+		"kafka test fatal connection default ":            "reason",
+		"kafka test send connection default topic t m x ": "key",
+	} {
+		if got := th.h.Commands().Complete(line); len(got) != 1 || !strings.HasSuffix(got[0], want) {
+			t.Errorf("completion of %q: %v, want %s", line, got, want)
+		}
+	}
 	if _, err := exec.LookPath("kcat"); err == nil {
 		cmd := exec.Command("kcat", "-L", "-b", addr, "-m", "5")
 		done := make(chan struct{})
