@@ -62,7 +62,7 @@ func TestOutputWholeUnderLogFlood(t *testing.T) {
 		defer wg.Done()
 		for i := 0; !stop.Load(); i++ {
 			fmt.Fprintf(c.LogWriter(), "LOG %d\n", i)
-			time.Sleep(20 * time.Microsecond) // the flood's rate: tens of thousands of lines a second
+			time.Sleep(20 * time.Microsecond) // the flood's pace: at most 50,000 lines a second
 		}
 	}()
 	const commands = 5

@@ -27,8 +27,8 @@ import (
 )
 
 // MaxPacket is the longest packet the readers return; longer ones are
-// skipped (Stats.Skipped). 256 KiB: more than any link's frame (a 64 KiB
-// IP packet over loopback with offloads is the longest seen).
+// skipped (Stats.Skipped). 256 KiB: four times the largest IP packet (64
+// KiB) with room for any link header.
 const MaxPacket = 256 << 10
 
 // Reader reads packets from a capture file. ZeroCopyReadPacketData's data is

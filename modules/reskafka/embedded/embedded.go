@@ -34,7 +34,8 @@ type Broker struct {
 }
 
 // DefaultRetentionBytes is the budget of record bytes the broker keeps unless told
-// otherwise: about a demo's hour.
+// otherwise. At the make run demo's 2,000 CDRs/s of about 190 bytes of JSON (the
+// engine benchmark's average) that is the last 11 minutes or so.
 const DefaultRetentionBytes = 256 << 20
 
 // Start starts an embedded broker listening on 127.0.0.1:port; port 0 picks any free
