@@ -19,8 +19,9 @@ import (
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/internal/blocklist"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/dataplane"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
-	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
@@ -159,8 +160,8 @@ func newBenchEngine(tb testing.TB, bp *benchPolicy, workers int) *benchEngine {
 	}
 	e, err := New(EngineOptions{
 		Workers:     workers,
-		NewDecider:  func() Decider { return NewPolicyDecider(bp.pol.NewMatcher()) },
-		NewPoster:   func() Poster { return ce.NewPoster() },
+		NewDecider:  func() dataplane.Decider { return dataplane.NewPolicyDecider(bp.pol.NewMatcher()) },
+		NewPoster:   func() dataplane.Poster { return ce.NewPoster() },
 		Subscribers: subscribers.NewHolder(tab),
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

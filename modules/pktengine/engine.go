@@ -12,34 +12,10 @@ import (
 	"time"
 
 	"github.com/switchboard-dp/switchboard/internal/lograte"
-	"github.com/switchboard-dp/switchboard/modules/cdr"
-	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
+	"github.com/switchboard-dp/switchboard/modules/dataplane"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
-
-// Decision is the part of a policy decision a CDR carries: res_policy's
-// action, group id and category, passed on as they are.
-type Decision struct {
-	Action   decision.Action
-	Group    uint32
-	Category uint32
-}
-
-// Decider decides query names for one worker (it owns that worker's matcher
-// state, such as a Hyperscan scratch). res_policy's Matcher behind an
-// adapter in the module; a fake in tests.
-type Decider interface {
-	// DecideBurst decides qnames[i] for groups[i] into out[i].
-	DecideBurst(groups []string, qnames [][]byte, out []Decision)
-	// Close releases the decider's resources.
-	Close()
-}
-
-// Poster posts CDRs for one worker: cdr.Poster, or a fake in tests.
-type Poster interface {
-	Post(r *cdr.Record)
-	Close()
-}
 
 // EngineOptions configure an Engine.
 type EngineOptions struct {
@@ -55,10 +31,10 @@ type EngineOptions struct {
 	// Ports are the DNS ports (default 53).
 	Ports []uint16
 	// NewDecider returns one worker's decider (required).
-	NewDecider func() Decider
+	NewDecider func() dataplane.Decider
 	// NewPoster returns one worker's CDR poster (nil: no CDRs; every
 	// decision is counted as cdr_skipped).
-	NewPoster func() Poster
+	NewPoster func() dataplane.Poster
 	// Subscribers holds the subscriber table (default: everything in group
 	// "default", subscriber "unknown").
 	Subscribers *subscribers.Holder
@@ -74,14 +50,13 @@ type EngineOptions struct {
 // address, to N workers; each worker owns its decider and its CDR poster,
 // so one subscriber's CDRs keep their order.
 type Engine struct {
-	opts       EngineOptions
-	log        *slog.Logger
-	lim        *lograte.Limiter
-	subs       *subscribers.Holder
-	cdrActions atomic.Uint32
-	workers    []*worker
-	wg         sync.WaitGroup
-	abort      chan struct{} // closed when Close gives up waiting
+	opts    EngineOptions
+	log     *slog.Logger
+	lim     *lograte.Limiter
+	shared  *dataplane.Shared
+	workers []*worker
+	wg      sync.WaitGroup
+	abort   chan struct{} // closed when Close gives up waiting
 
 	mu       sync.Mutex
 	sources  map[int]*runningSource
@@ -113,24 +88,17 @@ func New(opts EngineOptions) (*Engine, error) {
 	if len(opts.Ports) == 0 {
 		opts.Ports = []uint16{53}
 	}
-	if opts.CDRActions == 0 {
-		opts.CDRActions = decision.AllActions
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
-	}
-	if opts.Subscribers == nil {
-		opts.Subscribers = subscribers.NewHolder(nil)
 	}
 	e := &Engine{
 		opts:    opts,
 		log:     opts.Logger,
 		lim:     lograte.New(opts.Logger, 10*time.Second),
-		subs:    opts.Subscribers,
+		shared:  dataplane.NewShared(opts.Subscribers, opts.CDRActions),
 		abort:   make(chan struct{}),
 		sources: map[int]*runningSource{},
 	}
-	e.cdrActions.Store(uint32(opts.CDRActions))
 	for i := 0; i < opts.Workers; i++ {
 		w := &worker{
 			e:    e,
@@ -141,10 +109,11 @@ func New(opts EngineOptions) (*Engine, error) {
 		for j := 0; j < opts.Queue+2; j++ {
 			w.free <- newBatch(opts.Batch)
 		}
-		w.dec = opts.NewDecider()
+		var post dataplane.Poster
 		if opts.NewPoster != nil {
-			w.post = opts.NewPoster()
+			post = opts.NewPoster()
 		}
+		w.path = dataplane.NewPath(e.shared, opts.NewDecider(), post)
 		e.workers = append(e.workers, w)
 	}
 	for _, w := range e.workers {
@@ -157,13 +126,13 @@ func New(opts EngineOptions) (*Engine, error) {
 
 // SetCDRActions changes which actions produce CDRs; workers see it at their
 // next batch.
-func (e *Engine) SetCDRActions(s decision.ActionSet) { e.cdrActions.Store(uint32(s)) }
+func (e *Engine) SetCDRActions(s decision.ActionSet) { e.shared.SetCDRActions(s) }
 
 // CDRActions returns the actions that produce CDRs.
-func (e *Engine) CDRActions() decision.ActionSet { return decision.ActionSet(e.cdrActions.Load()) }
+func (e *Engine) CDRActions() decision.ActionSet { return e.shared.CDRActions() }
 
 // Subscribers returns the holder of the subscriber table (Swap to reload).
-func (e *Engine) Subscribers() *subscribers.Holder { return e.subs }
+func (e *Engine) Subscribers() *subscribers.Holder { return e.shared.Subscribers() }
 
 // Workers returns the number of workers.
 func (e *Engine) Workers() int { return len(e.workers) }
@@ -234,37 +203,25 @@ type worker struct {
 	id   int
 	in   chan *batch
 	free chan *batch
-	dec  Decider
-	post Poster
+	path *dataplane.Path
 
 	queued atomic.Int64 // queries handed over and not yet decided
 	wc     workerCounters
 
 	// burst scratch
-	subs   []*subscribers.Subscriber
-	groups []string
-	names  [][]byte
-	out    []Decision
-	rec    cdr.Record
+	qs  []dataplane.Query
+	out []dataplane.Result
 }
 
 // workerCounters are published once per batch.
 type workerCounters struct {
-	decided    [decision.NumActions]atomic.Uint64
-	cdrs       atomic.Uint64
-	cdrSkipped [decision.NumActions]atomic.Uint64
-	batches    atomic.Uint64
-	dropped    atomic.Uint64 // queued when Close gave up
+	batches atomic.Uint64
+	dropped atomic.Uint64 // queued when Close gave up
 }
 
 func (w *worker) run() {
 	defer w.e.wg.Done()
-	defer func() {
-		w.dec.Close()
-		if w.post != nil {
-			w.post.Close()
-		}
-	}()
+	defer w.path.Close()
 	for b := range w.in {
 		select {
 		case <-w.e.abort:
@@ -283,61 +240,18 @@ func (w *worker) run() {
 
 func (w *worker) process(b *batch) {
 	n := len(b.items)
-	if cap(w.groups) < n {
-		w.groups = make([]string, n)
-		w.names = make([][]byte, n)
-		w.out = make([]Decision, n)
+	if cap(w.qs) < n {
+		w.qs = make([]dataplane.Query, n)
+		w.out = make([]dataplane.Result, n)
 	}
-	groups, names, out := w.groups[:n], w.names[:n], w.out[:n]
-	if cap(w.subs) < n {
-		w.subs = make([]*subscribers.Subscriber, n)
-	}
-	subs := w.subs[:n]
-	tab := w.e.subs.Load()
+	qs := w.qs[:n]
 	for i := range b.items {
 		it := &b.items[i]
-		s := tab.Lookup(it.ip)
-		subs[i] = s
-		groups[i] = s.Group
-		names[i] = b.arena[it.off : it.off+uint32(it.n) : it.off+uint32(it.n)]
+		qs[i] = dataplane.Query{TS: it.ts, IP: it.ip, QType: it.qtype, Name: b.arena[it.off : it.off+uint32(it.n) : it.off+uint32(it.n)]}
 	}
-	w.dec.DecideBurst(groups, names, out)
-	set := decision.ActionSet(w.e.cdrActions.Load())
-	var decided, skipped [decision.NumActions]uint64
-	var cdrs uint64
-	for i := range b.items {
-		d := out[i]
-		a := d.Action
-		if !a.Valid() {
-			a = decision.Allow // a decider's out-of-range value counts and posts as allow
-		}
-		decided[a]++
-		if w.post == nil || !set.Has(a) {
-			skipped[a]++
-			continue
-		}
-		it := &b.items[i]
-		w.rec = cdr.Record{
-			TS:           it.ts,
-			IP:           it.ip,
-			SubscriberID: subs[i].ID,
-			Domain:       names[i],
-			QType:        it.qtype,
-			Action:       a,
-			Group:        d.Group,
-			Category:     d.Category,
-		}
-		w.post.Post(&w.rec)
-		cdrs++
+	w.path.Decide(qs, w.out[:n])
+	for i := range qs {
+		qs[i].Name = nil
 	}
-	for a := range decided {
-		if decided[a] != 0 {
-			w.wc.decided[a].Add(decided[a])
-		}
-		if skipped[a] != 0 {
-			w.wc.cdrSkipped[a].Add(skipped[a])
-		}
-	}
-	w.wc.cdrs.Add(cdrs)
 	w.wc.batches.Add(1)
 }

@@ -13,9 +13,10 @@ import (
 
 	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
+	"github.com/switchboard-dp/switchboard/modules/dataplane"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
-	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -26,13 +27,13 @@ type fakeDecider struct {
 	closed  *sync.WaitGroup
 }
 
-func (f *fakeDecider) decide(q []byte) Decision {
+func (f *fakeDecider) decide(q []byte) dataplane.Decision {
 	if bytes.Contains(q, []byte("malware")) {
-		return Decision{Action: decision.Sinkhole, Group: 9, Category: 1}
+		return dataplane.Decision{Action: decision.Sinkhole, Group: 9, Category: 1}
 	}
 	for s := string(q); s != ""; {
 		if f.blocked[s] {
-			return Decision{Action: decision.Block, Group: 7, Category: 2}
+			return dataplane.Decision{Action: decision.Block, Group: 7, Category: 2}
 		}
 		_, rest, ok := strings.Cut(s, ".")
 		if !ok {
@@ -40,10 +41,10 @@ func (f *fakeDecider) decide(q []byte) Decision {
 		}
 		s = rest
 	}
-	return Decision{Action: decision.Allow, Group: 1}
+	return dataplane.Decision{Action: decision.Allow, Group: 1}
 }
 
-func (f *fakeDecider) DecideBurst(groups []string, q [][]byte, out []Decision) {
+func (f *fakeDecider) DecideBurst(groups []string, q [][]byte, out []dataplane.Decision) {
 	for i := range q {
 		out[i] = f.decide(q[i])
 		if groups[i] == "" {
@@ -89,8 +90,8 @@ func newHarness(t *testing.T, workers int, set decision.ActionSet, subs *subscri
 		Workers:     workers,
 		Batch:       32,
 		Queue:       4,
-		NewDecider:  func() Decider { return h.dec },
-		NewPoster:   func() Poster { return &fakePoster{mu: &h.mu, recs: &h.recs} },
+		NewDecider:  func() dataplane.Decider { return h.dec },
+		NewPoster:   func() dataplane.Poster { return &fakePoster{mu: &h.mu, recs: &h.recs} },
 		CDRActions:  set,
 		Subscribers: subs,
 	})
@@ -329,7 +330,7 @@ func TestCloseDrainsAndClosesDeciders(t *testing.T) {
 	dec := &fakeDecider{blocked: map[string]bool{}, closed: &closed}
 	var mu sync.Mutex
 	var recs []gotCDR
-	e, err := New(EngineOptions{Workers: 3, NewDecider: func() Decider { return dec }, NewPoster: func() Poster { return &fakePoster{mu: &mu, recs: &recs} }})
+	e, err := New(EngineOptions{Workers: 3, NewDecider: func() dataplane.Decider { return dec }, NewPoster: func() dataplane.Poster { return &fakePoster{mu: &mu, recs: &recs} }})
 	if err != nil {
 		t.Fatal(err)
 	}

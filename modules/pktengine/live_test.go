@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dp/switchboard/modules/dataplane"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -31,7 +32,7 @@ func TestLiveLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, err := New(EngineOptions{Workers: 2, Ports: []uint16{port}, FlushAfter: time.Millisecond,
-		NewDecider: func() Decider { return &fakeDecider{blocked: map[string]bool{"blocked.example": true}} }})
+		NewDecider: func() dataplane.Decider { return &fakeDecider{blocked: map[string]bool{"blocked.example": true}} }})
 	if err != nil {
 		t.Fatal(err)
 	}

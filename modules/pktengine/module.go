@@ -13,9 +13,7 @@ package pktengine
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +23,8 @@ import (
 	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/core"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
-	"github.com/switchboard-dp/switchboard/modules/pktengine/subscribers"
+	"github.com/switchboard-dp/switchboard/modules/dataplane"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
@@ -137,20 +136,6 @@ func (c *Config) Validate(f *conf.File) error {
 	return errs.Err()
 }
 
-// LoadSubscribers reads the subscriber table at path and says where it came
-// from (for the log). A missing file gives the default-only table.
-func LoadSubscribers(path string) (*subscribers.Table, string, error) {
-	t, err := subscribers.Load(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		t, _ = subscribers.Build(&subscribers.Subscriber{ID: "unknown", Group: "default"}, nil)
-		return t, fmt.Sprintf("%s not found: every address is subscriber \"unknown\" in group \"default\"", path), nil
-	case err != nil:
-		return nil, "", err
-	}
-	return t, fmt.Sprintf("%s: %d prefixes, %d subscribers, groups %s", path, t.Prefixes(), t.Subscribers(), strings.Join(t.Groups(), ",")), nil
-}
-
 // Module is the pkt_engine module.
 type Module struct {
 	mu       sync.Mutex
@@ -177,7 +162,7 @@ var (
 // the configuration directory).
 func (m *Module) Configure(ctx *core.Context) error {
 	cfg := core.Config[*Config](ctx)
-	t, note, err := LoadSubscribers(ctx.ConfigPath(cfg.General.Subscribers))
+	t, note, err := dataplane.LoadSubscribers(ctx.ConfigPath(cfg.General.Subscribers))
 	if err != nil {
 		return err
 	}
@@ -207,8 +192,8 @@ func (m *Module) Start(ctx *core.Context) error {
 		Queue:       cfg.General.Queue,
 		FlushAfter:  cfg.General.FlushAfter,
 		Ports:       cfg.Ports,
-		NewDecider:  func() Decider { return NewPolicyDecider(pol.NewMatcher()) },
-		NewPoster:   func() Poster { return eng.NewPoster() },
+		NewDecider:  func() dataplane.Decider { return dataplane.NewPolicyDecider(pol.NewMatcher()) },
+		NewPoster:   func() dataplane.Poster { return eng.NewPoster() },
 		Subscribers: subscribers.NewHolder(m.subs),
 		CDRActions:  cfg.CDRSet,
 		Logger:      ctx.Logger,
@@ -259,7 +244,7 @@ func (m *Module) Stop(ctx context.Context) error {
 func (m *Module) Reload(ctx *core.Context) error {
 	next := *core.Config[*Config](ctx)
 	cfg := &next
-	t, note, err := LoadSubscribers(ctx.ConfigPath(cfg.General.Subscribers))
+	t, note, err := dataplane.LoadSubscribers(ctx.ConfigPath(cfg.General.Subscribers))
 	if err != nil {
 		return err
 	}
@@ -306,29 +291,6 @@ func (m *Module) Engine() *Engine {
 	defer m.mu.Unlock()
 	return m.engine
 }
-
-// policyDecider adapts a res_policy Matcher to Decider.
-type policyDecider struct {
-	mt  *respolicy.Matcher
-	out []respolicy.Decision
-}
-
-// NewPolicyDecider wraps a res_policy matcher (one per worker).
-func NewPolicyDecider(mt *respolicy.Matcher) Decider { return &policyDecider{mt: mt} }
-
-func (p *policyDecider) DecideBurst(groups []string, qnames [][]byte, out []Decision) {
-	n := len(qnames)
-	if cap(p.out) < n {
-		p.out = make([]respolicy.Decision, n)
-	}
-	o := p.out[:n]
-	p.mt.DecideBurst(groups, qnames, o)
-	for i := range o {
-		out[i] = Decision{Action: o[i].Action, Group: o[i].Group, Category: o[i].Category}
-	}
-}
-
-func (p *policyDecider) Close() { p.mt.Close() }
 
 // Commands implements core.Commander.
 func (m *Module) Commands() []*cli.Command { return m.commands() }

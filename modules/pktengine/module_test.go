@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-dp/switchboard/cli"
 	"github.com/switchboard-dp/switchboard/conf"
+	"github.com/switchboard-dp/switchboard/modules/dataplane"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
@@ -25,7 +26,7 @@ func TestSampleConfig(t *testing.T) {
 	if err := conf.DecodeFile(f, cfg); err != nil {
 		t.Fatal(err)
 	}
-	subs, _, err := LoadSubscribers(filepath.Join("..", "..", "samples", cfg.General.Subscribers))
+	subs, _, err := dataplane.LoadSubscribers(filepath.Join("..", "..", "samples", cfg.General.Subscribers))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,10 +167,10 @@ func (e *Engine) Status() Status {
 	s.Totals.add(&e.retired)
 	e.mu.Unlock()
 	for _, w := range e.workers {
-		ws := WorkerStatus{ID: w.id, Queued: w.queued.Load(), Batches: w.wc.batches.Load(), CDRs: w.wc.cdrs.Load(), Dropped: w.wc.dropped.Load()}
+		c := w.path.Counters()
+		ws := WorkerStatus{ID: w.id, Queued: w.queued.Load(), Batches: w.wc.batches.Load(), CDRs: c.CDRs, Dropped: w.wc.dropped.Load(),
+			Decided: c.Decided, CDRSkipped: c.CDRSkipped}
 		for a := range ws.Decided {
-			ws.Decided[a] = w.wc.decided[a].Load()
-			ws.CDRSkipped[a] = w.wc.cdrSkipped[a].Load()
 			s.Decided[a] += ws.Decided[a]
 			s.Skipped[a] += ws.CDRSkipped[a]
 		}
@@ -181,7 +181,7 @@ func (e *Engine) Status() Status {
 	s.PPS = e.rate.sample(s.Totals.Packets)
 	s.CDRSet = e.CDRActions()
 	s.Uptime = time.Since(e.rate.start)
-	s.Prefixes = e.subs.Load().Prefixes()
+	s.Prefixes = e.Subscribers().Load().Prefixes()
 	return s
 }
 
