@@ -88,7 +88,7 @@ STATICCHECK_VERSION ?= v0.8.2
 DEADCODE_VERSION    ?= v0.52.0
 LINT_PKGS           ?= ./...
 LINT_TAGS           ?= faults
-DEADCODE_IGNORE     := internal/kafkatest/|internal/syncbuf/|internal/testwait/
+DEADCODE_IGNORE     := internal/kafkatest/|internal/dnstest/|internal/syncbuf/|internal/testwait/
 lint:
 	$(GO) vet -tags $(LINT_TAGS) $(LINT_PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags $(LINT_TAGS) $(LINT_PKGS)

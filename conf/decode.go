@@ -521,3 +521,18 @@ func (f *field) set(fv reflect.Value, s string) string {
 	}
 	return ""
 }
+
+// SplitList splits the values of a repeated key whose values may also be
+// comma-separated ("a, b" and "a" + "b" both give [a b]); empty items are
+// dropped.
+func SplitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}

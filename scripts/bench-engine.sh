@@ -23,8 +23,7 @@ N=${N:-1000000}
 DOMAINS=${DOMAINS:-300000}
 RUNS=${RUNS:-3}
 PATTERN=${PATTERN:-'\.ru\.$'}
-SHARED=${SHARED:-$(cd .. && pwd)/shared}
-BL=${BLOCKLISTS:-$SHARED/data/blocklists}
+BL=${BLOCKLISTS:-testdata/blocklists}
 OUT=${BENCH_DIR:-/tmp/switchboard-bench}
 mkdir -p "$OUT"
 PCAP=$OUT/dns-$N.pcap

@@ -4,7 +4,7 @@
 # expected on the machine already; this checks for them.
 set -euo pipefail
 
-PKGS=(libhyperscan-dev libpcap-dev kcat openssl tcpdump dnscap tmux systemd)
+PKGS=(libhyperscan-dev libpcap-dev kcat openssl tcpdump dnscap tmux systemd unbound dnsutils knot-dnsutils dnsdist dnsperf tcpreplay)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,7 @@
 // block lists plus benign names, deterministic for a given seed.
 //
 //	mkcapture -n 1000000 -blocklists testdata/blocklists -o /tmp/dns-1m.pcap
-//	mkcapture -testdata modules/pktengine/dnsdecode/testdata/captures
+//	mkcapture -testdata modules/dataplane/dnsdecode/testdata/captures
 //
 // -testdata writes a small capture per supported link type/variant and, with
 // tcpdump installed, tcpdump's own decoding of each beside it (<name>.out),

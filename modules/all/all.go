@@ -12,6 +12,7 @@ import (
 	_ "github.com/switchboard-dp/switchboard/modules/cdr"           // cdr
 	_ "github.com/switchboard-dp/switchboard/modules/cdrfile"       // cdr_file
 	_ "github.com/switchboard-dp/switchboard/modules/cdrkafka"      // cdr_kafka
+	_ "github.com/switchboard-dp/switchboard/modules/dnsfirewall"   // dns_firewall
 	_ "github.com/switchboard-dp/switchboard/modules/pktengine"     // pkt_engine
 	_ "github.com/switchboard-dp/switchboard/modules/policysync"    // policy_sync
 	_ "github.com/switchboard-dp/switchboard/modules/reskafka"      // res_kafka

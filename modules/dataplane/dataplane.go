@@ -17,8 +17,11 @@ import (
 	"io/fs"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/switchboard-dp/switchboard/conf"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/dataplane/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy"
@@ -50,10 +53,8 @@ type Decision struct {
 type Result struct {
 	Decision
 	// Subscriber is the subscriber of the query's address; the table's
-	// default when no prefix covers it (see Covered).
+	// default when no prefix covers it.
 	Subscriber *subscribers.Subscriber
-	// Covered reports whether a subscriber prefix covers the address.
-	Covered bool
 }
 
 // Decider decides query names for one worker (it owns that worker's matcher
@@ -81,13 +82,10 @@ type Shared struct {
 
 // NewShared returns the shared state of a front: the subscriber table in
 // subs (nil: every address is subscriber "unknown" in group "default") and
-// the actions that produce CDRs (0: every action).
+// the actions that produce CDRs (the empty set: none).
 func NewShared(subs *subscribers.Holder, cdrActions decision.ActionSet) *Shared {
 	if subs == nil {
 		subs = subscribers.NewHolder(nil)
-	}
-	if cdrActions == 0 {
-		cdrActions = decision.AllActions
 	}
 	s := &Shared{subs: subs}
 	s.cdrActions.Store(uint32(cdrActions))
@@ -96,6 +94,13 @@ func NewShared(subs *subscribers.Holder, cdrActions decision.ActionSet) *Shared 
 
 // Subscribers returns the holder of the subscriber table (Swap to reload).
 func (s *Shared) Subscribers() *subscribers.Holder { return s.subs }
+
+// Covers reports whether a subscriber prefix covers ip (whether ip is a
+// subscriber's address rather than one the table's default stands for).
+func (s *Shared) Covers(ip netip.Addr) bool {
+	t := s.subs.Load()
+	return t.Lookup(ip) != t.Default()
+}
 
 // SetCDRActions changes which actions produce CDRs; paths see it at their
 // next Decide.
@@ -162,10 +167,9 @@ func (p *Path) Decide(qs []Query, out []Result) {
 	}
 	groups, names, dec := p.groups[:n], p.names[:n], p.out[:n]
 	tab := p.sh.subs.Load()
-	def := tab.Default()
 	for i := range qs {
 		s := tab.Lookup(qs[i].IP)
-		out[i].Subscriber, out[i].Covered = s, s != def
+		out[i].Subscriber = s
 		groups[i] = s.Group
 		names[i] = qs[i].Name
 	}
@@ -256,6 +260,53 @@ func (p *policyDecider) DecideBurst(groups []string, qnames [][]byte, out []Deci
 }
 
 func (p *policyDecider) Close() { p.mt.Close() }
+
+// ParseCDRActions reads a cdr_actions setting: actions (allow, block,
+// sinkhole, any case) comma-separated or repeated, or "none". It returns the
+// set and a message for each value that is not an action.
+func ParseCDRActions(vals []string) (decision.ActionSet, []string) {
+	var set decision.ActionSet
+	var bad []string
+	for _, a := range conf.SplitList(vals) {
+		if strings.EqualFold(a, "none") {
+			continue
+		}
+		act, err := decision.Parse(strings.ToLower(a))
+		if err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		set |= decision.SetOf(act)
+	}
+	return set, bad
+}
+
+// RateMeter turns a counter into a rate per second over the last interval
+// of at least a second between samples.
+type RateMeter struct {
+	// Start is when counting began (the first interval starts there).
+	Start time.Time
+
+	mu    sync.Mutex
+	lastT time.Time
+	lastN uint64
+	rate  float64
+}
+
+// Sample returns the rate, given the counter's value n now.
+func (m *RateMeter) Sample(n uint64) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if m.lastT.IsZero() {
+		m.lastT, m.lastN = m.Start, 0
+	}
+	if d := now.Sub(m.lastT); d >= time.Second {
+		m.rate = float64(n-m.lastN) / d.Seconds()
+		m.lastT, m.lastN = now, n
+	}
+	return m.rate
+}
 
 // LoadSubscribers reads the subscriber table at path and says where it came
 // from (for the log). A missing file gives the default-only table.

@@ -71,9 +71,9 @@ func TestPathDecidesPostsAndCounts(t *testing.T) {
 	}
 	for i, w := range want {
 		r := res[i]
-		if r.Action != w.act || r.Subscriber.ID != w.sub || r.Covered != w.covered || r.Group != w.group {
+		if r.Action != w.act || r.Subscriber.ID != w.sub || sh.Covers(qs[i].IP) != w.covered || r.Group != w.group {
 			t.Errorf("query %d: got %v %s covered=%v group=%d, want %v %s covered=%v group=%d",
-				i, r.Action, r.Subscriber.ID, r.Covered, r.Group, w.act, w.sub, w.covered, w.group)
+				i, r.Action, r.Subscriber.ID, sh.Covers(qs[i].IP), r.Group, w.act, w.sub, w.covered, w.group)
 		}
 	}
 	if len(post.recs) != 2 {
@@ -108,7 +108,7 @@ func TestPathWithoutPosterCountsSkipped(t *testing.T) {
 	if c := p.Counters(); c.CDRSkipped[decision.Block] != 1 || c.CDRs != 0 {
 		t.Errorf("counters %+v", c)
 	}
-	if res[0].Covered || res[0].Subscriber.ID != "unknown" {
+	if res[0].Subscriber.ID != "unknown" {
 		t.Errorf("result %+v", res[0])
 	}
 }

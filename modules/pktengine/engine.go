@@ -65,7 +65,7 @@ type Engine struct {
 	retired  readerCounters // counters of finished sources
 	closed   bool
 
-	rate rateMeter
+	rate dataplane.RateMeter
 }
 
 // New starts an engine's workers. Close stops it.
@@ -87,6 +87,9 @@ func New(opts EngineOptions) (*Engine, error) {
 	}
 	if len(opts.Ports) == 0 {
 		opts.Ports = []uint16{53}
+	}
+	if opts.CDRActions == 0 {
+		opts.CDRActions = decision.AllActions
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -120,7 +123,7 @@ func New(opts EngineOptions) (*Engine, error) {
 		e.wg.Add(1)
 		go w.run()
 	}
-	e.rate.start = time.Now()
+	e.rate.Start = time.Now()
 	return e, nil
 }
 

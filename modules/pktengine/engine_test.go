@@ -14,9 +14,9 @@ import (
 	"github.com/switchboard-dp/switchboard/internal/testwait"
 	"github.com/switchboard-dp/switchboard/modules/cdr"
 	"github.com/switchboard-dp/switchboard/modules/dataplane"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/dataplane/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/capgen"
-	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 

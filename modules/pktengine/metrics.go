@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-dp/switchboard/internal/metrics"
-	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 

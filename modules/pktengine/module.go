@@ -91,24 +91,11 @@ func (c *Config) LiveOptions() LiveOptions {
 	return LiveOptions{Snaplen: c.Live.Snaplen, Promisc: c.Live.Promisc, Filter: f, BufferSize: c.Live.BufferSize, Timeout: c.Live.Timeout}
 }
 
-// splitList splits repeated and comma-separated values.
-func splitList(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
-}
-
 // Validate parses dns_ports and cdr_actions and checks source.
 func (c *Config) Validate(f *conf.File) error {
 	var errs conf.Errors
 	c.Ports, c.CDRSet = nil, 0
-	for _, p := range splitList(c.General.DNSPorts) {
+	for _, p := range conf.SplitList(c.General.DNSPorts) {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
 			errs.At(f, "general", "dns_ports", "bad port %q", p)
@@ -116,16 +103,10 @@ func (c *Config) Validate(f *conf.File) error {
 		}
 		c.Ports = append(c.Ports, uint16(n))
 	}
-	for _, a := range splitList(c.General.CDRActions) {
-		if a == "none" {
-			continue
-		}
-		act, err := decision.Parse(strings.ToLower(a))
-		if err != nil {
-			errs.At(f, "general", "cdr_actions", "%v", err)
-			continue
-		}
-		c.CDRSet |= decision.SetOf(act)
+	var bad []string
+	c.CDRSet, bad = dataplane.ParseCDRActions(c.General.CDRActions)
+	for _, msg := range bad {
+		errs.At(f, "general", "cdr_actions", "%s", msg)
 	}
 	if src := c.General.Source; src != "" {
 		kind, arg, ok := strings.Cut(src, ":")
@@ -201,6 +182,7 @@ func (m *Module) Start(ctx *core.Context) error {
 	if err != nil {
 		return err
 	}
+	e.SetCDRActions(cfg.CDRSet) // New reads an empty set as every action; cdr_actions = none is empty
 	ctx.Logger.Info("subscribers loaded", "table", m.subsNote)
 	m.ctx, m.policy, m.cdrEng, m.engine, m.started = ctx, pol, eng, e, time.Now()
 	if cfg.General.Source != "" {

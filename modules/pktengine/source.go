@@ -15,7 +15,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/pcapfile"
 )
 

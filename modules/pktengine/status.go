@@ -2,12 +2,11 @@ package pktengine
 
 import (
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/google/gopacket/layers"
 
-	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -178,34 +177,9 @@ func (e *Engine) Status() Status {
 		s.Dropped += ws.Dropped
 		s.Workers = append(s.Workers, ws)
 	}
-	s.PPS = e.rate.sample(s.Totals.Packets)
+	s.PPS = e.rate.Sample(s.Totals.Packets)
 	s.CDRSet = e.CDRActions()
-	s.Uptime = time.Since(e.rate.start)
+	s.Uptime = time.Since(e.rate.Start)
 	s.Prefixes = e.Subscribers().Load().Prefixes()
 	return s
-}
-
-// rateMeter turns a packet counter into packets per second over the last
-// interval of at least a second between samples.
-type rateMeter struct {
-	start time.Time
-
-	mu    sync.Mutex
-	lastT time.Time
-	lastN uint64
-	rate  float64
-}
-
-func (m *rateMeter) sample(n uint64) float64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := time.Now()
-	if m.lastT.IsZero() {
-		m.lastT, m.lastN = m.start, 0
-	}
-	if d := now.Sub(m.lastT); d >= time.Second {
-		m.rate = float64(n-m.lastN) / d.Seconds()
-		m.lastT, m.lastN = now, n
-	}
-	return m.rate
 }

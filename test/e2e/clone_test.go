@@ -47,8 +47,8 @@ func runIn(t *testing.T, dir string, env []string, name string, args ...string) 
 // package with plain "go build ./...", generate the demo data with the
 // Makefile and start the sample configuration on the embedded broker.
 // Within 60 s of the start, CDRs reach dp_cdr and at least one is a block.
-// The one change to the samples is res_prometheus on a free port, so the test
-// does not depend on 127.0.0.1:8088 being free.
+// The changes to the samples are res_prometheus and dns_firewall on free
+// ports, so the test does not depend on 127.0.0.1:8088 and :5353 being free.
 func TestFreshClone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("clones and builds the repository")
@@ -69,6 +69,9 @@ func TestFreshClone(t *testing.T) {
 		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "samples", "res_prometheus.conf"), []byte("[general]\nbind = 127.0.0.1:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "samples", "dns_firewall.conf"), []byte("[general]\nlisten = 127.0.0.1:0\n[upstream]\nserver = 127.0.0.1:53\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 

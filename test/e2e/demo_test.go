@@ -121,6 +121,13 @@ func startDemo(t *testing.T, bin string, overrides map[string]string) *daemon {
 			t.Fatal(err)
 		}
 	}
+	if overrides == nil {
+		overrides = map[string]string{}
+	}
+	if _, ok := overrides["dns_firewall.conf"]; !ok {
+		// The sample's 127.0.0.1:5353 is shared with whatever else runs here.
+		overrides["dns_firewall.conf"] = "[general]\nlisten = 127.0.0.1:0\n[upstream]\nserver = 127.0.0.1:53\n"
+	}
 	for name, text := range overrides {
 		if err := os.WriteFile(filepath.Join(cfg, name), []byte(text), 0o600); err != nil {
 			t.Fatal(err)

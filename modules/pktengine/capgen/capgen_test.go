@@ -6,7 +6,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/switchboard-dp/switchboard/modules/pktengine/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/dnsdecode"
 	"github.com/switchboard-dp/switchboard/modules/pktengine/pcapfile"
 )
 

@@ -18,7 +18,7 @@ import (
 // decoding beside them (<name>.pcap + <name>[-v...].out): real DNS captures
 // from tcpdump's test suite (testdata/tcpdump, BSD licence beside them) and
 // our synthetic captures of the other link types (regenerate with:
-// go run ./cmd/mkcapture -testdata modules/pktengine/dnsdecode/testdata/captures).
+// go run ./cmd/mkcapture -testdata modules/dataplane/dnsdecode/testdata/captures).
 func captureDirs() []string {
 	return []string{filepath.Join("testdata", "captures"), filepath.Join("testdata", "tcpdump")}
 }

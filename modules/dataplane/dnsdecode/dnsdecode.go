@@ -134,6 +134,9 @@ type Result struct {
 	QDCount, ANCount, NSCount, ARCount uint16
 	// QType and QClass are from the first question.
 	QType, QClass uint16
+	// QEnd is the offset in the DNS message just after the first question
+	// (0 when there is none): msg[12:QEnd] is the question as sent.
+	QEnd uint16
 	// Name is the first question's name in presentation form: ASCII
 	// lower-cased, labels joined by '.', no trailing dot ("." for the root),
 	// '.' and '\' inside a label escaped with '\', bytes outside 0x21..0x7e as
@@ -263,6 +266,11 @@ func New(lt layers.LinkType, opts Options) (*Decoder, error) {
 	}
 	return d, nil
 }
+
+// NewMessageDecoder returns a Decoder of bare DNS messages, for DecodeDNS
+// only (a DNS server's own sockets deliver messages without link, IP or
+// transport headers).
+func NewMessageDecoder() *Decoder { return &Decoder{} }
 
 // LinkType returns the decoder's link type.
 func (d *Decoder) LinkType() layers.LinkType { return d.link }
@@ -461,6 +469,7 @@ func (d *Decoder) decodeDNS(msg []byte, r *Result) {
 	r.Name = d.name[:n:n]
 	r.QType = binary.BigEndian.Uint16(msg[end:])
 	r.QClass = binary.BigEndian.Uint16(msg[end+2:])
+	r.QEnd = uint16(end + 4)
 	if isResponse {
 		r.Kind = Response
 	} else {
