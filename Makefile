@@ -68,9 +68,11 @@ $(DEMO_DIR)/demo.pcap: $(LIST_FILES) $(CAPTURE_SOURCES)
 	$(GO) run ./cmd/mkcapture -n $(DEMO_QUERIES) -pps $(DEMO_PPS) -blocklists $(BLOCKLISTS) -o $@
 
 # bench: every side-by-side benchmark (res_kafka vs kcat and Kafka's ProducerPerformance, CDR
-# pipeline vs raw produce, policy hash tier vs Go map, pkt_engine vs dnscap) on its own real
-# broker (always stopped), ROUNDS rounds (default 3), medians and ratios -> BENCHMARKS.md.
-# Counts and other knobs: see scripts/bench-all.sh. About 5 minutes on an idle 2-core machine.
+# pipeline vs raw produce, policy hash tier vs Go map, pkt_engine vs dnscap, dns_firewall vs
+# dnsdist and CoreDNS under dnsperf) on its own real broker (always stopped), ROUNDS rounds
+# (default 3), medians and ratios -> BENCHMARKS.md.
+# Counts and other knobs: see scripts/bench-all.sh. About 15 minutes on an idle 2-core machine,
+# and 4 more the first time (CoreDNS is built once into ~/.cache/switchboard-bench).
 BENCH_KAFKA_DIR ?= /tmp/switchboard-bench-kafka
 bench:
 	BENCH_KAFKA_DIR=$(BENCH_KAFKA_DIR) bash scripts/bench-all.sh

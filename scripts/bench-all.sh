@@ -18,6 +18,9 @@
 #      re-syncs of a 500k-domain group.
 #   4. pkt_engine vs dnscap on a 1M-query capture with a 300k-domain policy
 #      (scripts/bench-engine.sh; the capture is generated once and kept).
+#   5. dns_firewall vs dnsdist under dnsperf on loopback, same unbound
+#      upstream, same 300k-domain block list, 5% blocked queries
+#      (scripts/bench-dns.sh).
 #
 # Every comparison runs ROUNDS rounds with the peers interleaved within a
 # round; the report gives medians and ratios, and a target is met only when
@@ -44,6 +47,7 @@
 #                          over 10,000 expressions takes ~5 ms per name)
 #   BENCH_ENGINE_N         queries in the capture (1000000)
 #   BENCH_ENGINE_DOMAINS   policy domains for pkt_engine (300000)
+#   BENCH_DNS_S            seconds of each dnsperf run (10; four per round)
 #   BENCH_KAFKA_DIR        broker instance dir (/tmp/switchboard-bench-kafka)
 #   BENCH_DIR              work dir: logs, test binaries, the capture
 #                          (/tmp/switchboard-bench-all)
@@ -62,6 +66,7 @@ IDLE_S=${BENCH_IDLE_S:-60}
 PATTERN_RE_N=${BENCH_PATTERN_RE_N:-100}
 ENGINE_N=${BENCH_ENGINE_N:-1000000}
 ENGINE_DOMAINS=${BENCH_ENGINE_DOMAINS:-300000}
+DNS_S=${BENCH_DNS_S:-10}
 KDIR=${BENCH_KAFKA_DIR:-/tmp/switchboard-bench-kafka}
 WORK=${BENCH_DIR:-/tmp/switchboard-bench-all}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
@@ -152,6 +157,10 @@ section patterns pattern_bench
 section engine env N="$ENGINE_N" DOMAINS="$ENGINE_DOMAINS" RUNS="$ROUNDS" BENCH_DIR="$WORK/engine" \
 	bash scripts/bench-engine.sh
 
+# ---------------------------------------------------------------- dns
+section dns env ROUNDS="$ROUNDS" DURATION="$DNS_S" DOMAINS="$ENGINE_DOMAINS" BENCH_DIR="$WORK/dns" \
+	bash scripts/bench-dns.sh
+
 {
 	echo "load_after=$(loadavg)"
 	echo "seconds=$(($(date +%s) - t_start))"
@@ -188,6 +197,9 @@ dirty=$(git status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md' | awk
 	echo "policy_hs=${BENCH_POLICY_HS:-0}"
 	echo "pattern_n=$PATTERN_N"
 	echo "idle_s=$IDLE_S"
+	echo "dns_s=$DNS_S"
+	echo "dnsdist=$(dnsdist --version 2>/dev/null | head -n 1)"
+	echo "dnsperf=$(dnsperf -h 2>&1 | grep -m1 Version)"
 	echo "pattern_re_n=$PATTERN_RE_N"
 } >>"$WORK/logs/meta"
 

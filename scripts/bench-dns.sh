@@ -20,6 +20,10 @@
 #     autoload = no), 2 UDP workers, CDRs posted to the cdr engine (no
 #     backend registered: each CDR is built and counted, not written).
 #   - dnsdist 1.7: setLocal, newServer, the SuffixMatchNode rule.
+#   - CoreDNS (the Go peer), when it builds from the Go module proxy
+#     (COREDNS_VERSION; built once into $COREDNS_BIN_DIR, ~4 min): the list as
+#     the zones of one server block answering NXDOMAIN (template ANY ANY .),
+#     everything else forwarded; COREDNS=0 leaves it out.
 # Each round, with the peers' order alternating round by round:
 #   1. max rate: dnsperf -c 10 -q 100 for DURATION s: queries/s, average
 #      latency, loss; CPU seconds of the peer, unbound and dnsperf
@@ -27,7 +31,7 @@
 #   2. fixed rate: dnsperf -Q RATE -v for DURATION s: latency percentiles
 #      (p50, p99, p99.9) of every answered query, and loss.
 # Machine-readable lines, one per peer, run and round:
-#   RESULT bench=dns round=R peer=P mode=max qps=X avg_ms=A lost=L cpu_peer=C cpu_upstream=U cpu_client=D steal_pct=S
+#   RESULT bench=dns round=R peer=P mode=max qps=X avg_ms=A lost=L servfail=F cpu_peer=C cpu_upstream=U cpu_client=D steal_pct=S
 #   RESULT bench=dns round=R peer=P mode=rate rate=Q qps=X p50_ms=.. p99_ms=.. p999_ms=.. lost=L
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +47,10 @@ OUT=${BENCH_DIR:-/tmp/switchboard-bench-dns}
 UPSTREAM_PORT=${UPSTREAM_PORT:-25300}
 SB_PORT=${SB_PORT:-25353}
 DD_PORT=${DD_PORT:-25354}
+CD_PORT=${CD_PORT:-25355}
+COREDNS=${COREDNS:-1}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
+COREDNS_BIN_DIR=${COREDNS_BIN_DIR:-$HOME/.cache/switchboard-bench/coredns-$COREDNS_VERSION}
 for tool in unbound dnsdist dnsperf go; do
 	command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
 		echo "bench-dns: $tool not found (scripts/deps.sh installs unbound, dnsdist and dnsperf)" >&2
@@ -119,6 +127,34 @@ dnsdist --supervised --disable-syslog -C "$OUT/dnsdist.conf" >"$OUT/dnsdist.log"
 DD=$!
 pids+=("$DD")
 
+# ---- CoreDNS
+peers="switchboard:$SB_PORT dnsdist:$DD_PORT"
+CD=""
+if [ "$COREDNS" = 1 ]; then
+	if [ ! -x "$COREDNS_BIN_DIR/coredns" ]; then
+		echo "building CoreDNS $COREDNS_VERSION into $COREDNS_BIN_DIR (once)"
+		mkdir -p "$COREDNS_BIN_DIR"
+		GOFLAGS= GOBIN="$COREDNS_BIN_DIR" go install "github.com/coredns/coredns@$COREDNS_VERSION" >"$OUT/coredns-build.log" 2>&1 ||
+			echo "CoreDNS did not build (see $OUT/coredns-build.log): left out"
+	fi
+	if [ -x "$COREDNS_BIN_DIR/coredns" ]; then
+		{
+			awk -v p="$CD_PORT" '{printf "%s%s:%s", (NR > 1 ? ",\n" : ""), $1, p} END {print " {"}' "$OUT/domains.txt"
+			echo "    template ANY ANY . {"
+			echo "        rcode NXDOMAIN"
+			echo "    }"
+			echo "}"
+			echo ".:$CD_PORT {"
+			echo "    forward . 127.0.0.1:$UPSTREAM_PORT"
+			echo "}"
+		} >"$OUT/Corefile"
+		"$COREDNS_BIN_DIR/coredns" -conf "$OUT/Corefile" -dns.port "$CD_PORT" >"$OUT/coredns.log" 2>&1 &
+		CD=$!
+		pids+=("$CD")
+		peers="$peers coredns:$CD_PORT"
+	fi
+fi
+
 # ---- switchboard
 go build -o "$OUT/switchboard" ./cmd/switchboard
 cat >"$OUT/conf/modules.conf" <<EOF
@@ -160,7 +196,13 @@ ready() {
 		[ "$(dig @127.0.0.1 -p "$port" "x.$probe" A +time=1 +tries=1 2>/dev/null | grep -o 'status: [A-Z]*')" = "status: NXDOMAIN" ] &&
 		[ "$(dig @127.0.0.1 -p "$port" unlisted.example A +short +time=1 +tries=1 2>/dev/null)" = "192.0.2.1" ]
 }
-for peer in switchboard:$SB_PORT dnsdist:$DD_PORT; do
+pid_of() {
+	case $1 in switchboard) echo "$SB" ;; dnsdist) echo "$DD" ;; coredns) echo "$CD" ;; esac
+}
+port_of() {
+	case $1 in switchboard) echo "$SB_PORT" ;; dnsdist) echo "$DD_PORT" ;; coredns) echo "$CD_PORT" ;; esac
+}
+for peer in $peers; do
 	name=${peer%%:*} port=${peer##*:}
 	t0=$(date +%s)
 	until ready "$port"; do
@@ -171,7 +213,7 @@ for peer in switchboard:$SB_PORT dnsdist:$DD_PORT; do
 		fi
 		sleep 0.5
 	done
-	echo "$name ready on 127.0.0.1:$port after $(($(date +%s) - t0)) s, $(awk '/VmRSS/{print $2/1024 " MB"}' /proc/$([ "$name" = switchboard ] && echo $SB || echo $DD)/status) resident"
+	echo "$name ready on 127.0.0.1:$port after $(($(date +%s) - t0)) s, $(awk '/VmRSS/{print $2/1024 " MB"}' "/proc/$(pid_of "$name")/status") resident"
 done
 echo "domains: $n_domains; queries: $QUERIES ($blocked listed); $(nproc) CPUs; dnsdist $(dnsdist --version 2>/dev/null | head -1 | awk '{print $2}'); $(dnsperf -h 2>&1 | grep -m1 Version)"
 
@@ -190,8 +232,9 @@ run_max() { # round peer port
 		/Queries per second:/ {qps=$4}
 		/Average Latency/ {avg=$4*1000}
 		/Queries lost:/ {lost=$3}
-		END {printf "RESULT bench=dns round=%d peer=%s mode=max qps=%.0f avg_ms=%.3f lost=%d cpu_peer=%.2f cpu_upstream=%.2f cpu_client=%.2f steal_pct=%.1f\n",
-			r, p, qps, avg, lost, c/hz, u/hz, du+ds, 100*s/hz/d}' "$OUT/max-$peer-$r.txt"
+		/Response codes:/ {for (i = 3; i < NF; i++) if ($i == "SERVFAIL") sf=$(i+1)}
+		END {printf "RESULT bench=dns round=%d peer=%s mode=max qps=%.0f avg_ms=%.3f lost=%d servfail=%d cpu_peer=%.2f cpu_upstream=%.2f cpu_client=%.2f steal_pct=%.1f\n",
+			r, p, qps, avg, lost, sf, c/hz, u/hz, du+ds, 100*s/hz/d}' "$OUT/max-$peer-$r.txt"
 }
 
 run_rate() {
@@ -206,15 +249,15 @@ run_rate() {
 				r, p, q, qps, v[int(n*0.5)+1]*1000, v[int(n*0.99)+1]*1000, v[int(n*0.999)+1]*1000, lost}' "$OUT/lat.txt"
 }
 
+names=$(for p in $peers; do echo "${p%%:*}"; done)
 for r in $(seq "$ROUNDS"); do
-	if ((r % 2)); then order="switchboard dnsdist"; else order="dnsdist switchboard"; fi
+	# Rotate the order round by round.
+	order=$(echo "$names" | awk -v r="$r" '{a[NR-1]=$0} END {for (i = 0; i < NR; i++) print a[(i + r - 1) % NR]}')
 	for peer in $order; do
-		if [ "$peer" = switchboard ]; then port=$SB_PORT pid=$SB; else port=$DD_PORT pid=$DD; fi
-		run_max "$r" "$peer" "$port" "$pid"
+		run_max "$r" "$peer" "$(port_of "$peer")" "$(pid_of "$peer")"
 	done
 	for peer in $order; do
-		if [ "$peer" = switchboard ]; then port=$SB_PORT; else port=$DD_PORT; fi
-		run_rate "$r" "$peer" "$port"
+		run_rate "$r" "$peer" "$(port_of "$peer")"
 	done
 done
 "$OUT/switchboard" -r -s "$OUT/ctl" -x "dns show status" 2>/dev/null | sed 's/^/  /' || true

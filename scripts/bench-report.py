@@ -27,7 +27,7 @@ def text(name):
 
 
 meta = kv(os.path.join(logdir, "meta"))
-secs = {s: kv(os.path.join(logdir, s + ".meta")) for s in ("produce", "cdr", "idle", "policy", "patterns", "engine")}
+secs = {s: kv(os.path.join(logdir, s + ".meta")) for s in ("produce", "cdr", "idle", "policy", "patterns", "engine", "dns")}
 nproc = int(meta.get("nproc", "2") or 2)
 
 
@@ -492,6 +492,73 @@ w(f"Target: at least 3x dnscap's packets per second — {v_engine} "
 summary.append(("pkt_engine vs dnscap (packets/s)", f"{n0(ep)} vs {n0(dp)}", ratio(ep, dp) + f" ({ratio(ec, dc)} per CPU-s)",
                 "≥ 3x", v_engine))
 w(f"Section: {status('engine')}.")
+w("")
+# ------------------------------------------------------------ dns
+dr = {}
+for m in re.finditer(r"^RESULT bench=dns round=(\d+) peer=(\S+) mode=(\S+) (.*)$", text("dns"), re.M):
+    vals = dict(x.split("=", 1) for x in m.group(4).split() if "=" in x)
+    vals["round"] = int(m.group(1))
+    dr.setdefault((m.group(2), m.group(3)), []).append(vals)
+
+
+def dv(peer, mode, key):
+    out_ = []
+    for v in sorted(dr.get((peer, mode), []), key=lambda v: v["round"]):
+        try:
+            out_.append(float(v[key]))
+        except (KeyError, ValueError):
+            out_.append(None)
+    return out_
+
+
+def f3(x):
+    return "—" if x is None else f"{x:.3f}"
+
+
+ready = re.findall(r"^(\S+) ready on \S+ after (\d+) s, ([\d.]+) MB resident", text("dns"), re.M)
+setup = re.search(r"^domains: (\d+); queries: (\d+) \((\d+) listed\)", text("dns"), re.M)
+w("## 5. dns_firewall vs dnsdist")
+w("")
+w("dnsperf 2.10 on loopback against each peer in turn (order alternating by round), both forwarding to the same "
+  "unbound (one thread, every name answered from local data, no cache in either peer), both with the same "
+  + (f"{int(setup.group(1)):,} block-list domains; query file of {int(setup.group(2)):,} names, {int(setup.group(3)):,} of them listed "
+     "(half as a subdomain), the rest unlisted. " if setup else "")
+  + "dnsdist 1.7.3: the list as a SuffixMatchNode answering NXDOMAIN. CoreDNS (the Go peer, when it built): the list "
+  "as the zones of one server block with `template ANY ANY . { rcode NXDOMAIN }`, the rest forwarded. switchboard: res_policy + cdr + dns_firewall, "
+  "2 UDP workers, one CDR built per decision (no backend). Max rate: `-c 10 -q 100`; fixed rate: `-Q` with `-v`, "
+  "percentiles over every answered query. CPU seconds from /proc/PID/stat over the max-rate run.")
+if ready:
+    w("")
+    w("Start to first correct answers (a listed name and a subdomain NXDOMAIN, an unlisted name answered): "
+      + "; ".join(f"{n} {s} s, {float(mb):.0f} MB resident" for n, s, mb in ready) + ".")
+w("")
+w("```")
+w(f"ROUNDS={meta.get('rounds')} DURATION={meta.get('dns_s', 10)} DOMAINS={meta.get('engine_domains')} bash scripts/bench-dns.sh")
+w("```")
+w("")
+sq, dq = dv("switchboard", "max", "qps"), dv("dnsdist", "max", "qps")
+w("| peer | queries/s (median) | vs dnsdist | per round | avg latency ms | peer CPU-s | unbound CPU-s | p50 / p99 / p99.9 ms at fixed rate | lost at fixed rate |")
+w("|---|---:|---:|---|---:|---:|---:|---|---:|")
+for peer in ("dnsdist", "switchboard", "coredns"):
+    q = dv(peer, "max", "qps")
+    if not q:
+        continue
+    lat = " / ".join(f3(med(dv(peer, "rate", k))) for k in ("p50_ms", "p99_ms", "p999_ms"))
+    w(f"| {peer} | {n0(med(q))} | {ratio(med(q), med(dq))} | {rounds(q)} | {f3(med(dv(peer, 'max', 'avg_ms')))} | "
+      f"{n1(med(dv(peer, 'max', 'cpu_peer')))} | {n1(med(dv(peer, 'max', 'cpu_upstream')))} | {lat} | "
+      f"{n0(sum(x for x in dv(peer, 'rate', 'lost') if x))} |")
+rate = dr.get(("switchboard", "rate"), [{}])[0].get("rate", "?")
+w("")
+w(f"Fixed rate: {rate} queries/s. Steal per max-rate run (% of one CPU): "
+  + ", ".join(f"{p} r{v['round']} {v.get('steal_pct')}" for p in ("switchboard", "dnsdist", "coredns") for v in dr.get((p, "max"), [])) + ".")
+v_qps = verdict(list(zip(sq, dq)), lambda a, b: a >= b)
+sp99, dp99 = dv("switchboard", "rate", "p99_ms"), dv("dnsdist", "rate", "p99_ms")
+v_p99 = verdict(list(zip(sp99, dp99)), lambda a, b: a <= b)
+w("")
+w(f"Target: at least 1.0x dnsdist's queries/s — {v_qps}; at no worse p99 latency (fixed rate) — {v_p99}.")
+summary.append(("dns_firewall vs dnsdist (queries/s, max rate)", f"{n0(med(sq))} vs {n0(med(dq))}", ratio(med(sq), med(dq)), "≥ 1.0x", v_qps))
+summary.append(("dns_firewall vs dnsdist (p99 ms, fixed rate)", f"{f3(med(sp99))} vs {f3(med(dp99))}", "—", "≤ dnsdist", v_p99))
+w(f"Section: {status('dns')}.")
 w("")
 w("Per-module details, profiles and history: modules/reskafka/BENCHMARKS.md, modules/cdrkafka/BENCH_NOTES.md, "
   "modules/respolicy/BENCH_NOTES.md, modules/pktengine/BENCH_NOTES.md.")

@@ -295,8 +295,21 @@ type slot struct {
 	msg      []byte // the query as sent upstream (our id)
 }
 
+// upstreamNetwork is the family of the workers' upstream sockets: IPv4
+// only when every upstream is IPv4 (the kernel's IPv4 path is shorter),
+// dual-stack otherwise. A reload that adds an upstream of another family
+// reaches it at the next start (until then its sends fail, counted).
+func upstreamNetwork(s *settings) string {
+	for _, u := range s.upstreams {
+		if !u.addr.Addr().Is4() {
+			return "udp"
+		}
+	}
+	return "udp4"
+}
+
 func newUDPWorker(f *Firewall, conn *net.UDPConn, id int) (*udpWorker, error) {
-	up, err := net.ListenUDP("udp", nil)
+	up, err := net.ListenUDP(upstreamNetwork(f.set.Load()), nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream socket: %w", err)
 	}
@@ -580,7 +593,7 @@ func (w *udpWorker) relay(resp []byte, from netip.AddrPort, now int64) net.Addr 
 	client, orig, start := s.client, s.origID, s.start
 	w.release(idx)
 	w.mu.Unlock()
-	up.answeredIn(time.Duration(now - start))
+	up.answer(start, now)
 	binary.BigEndian.PutUint16(resp, orig)
 	if binary.BigEndian.Uint16(resp[2:])&flagTC != 0 {
 		w.c.count(kTruncated)

@@ -85,11 +85,12 @@ func bigTXT() []string {
 }
 
 type fixture struct {
-	h    *core.Host
-	dir  string
-	addr netip.AddrPort
-	be   *keepBackend
-	ub   *dnstest.Unbound
+	h     *core.Host
+	dir   string
+	addr  netip.AddrPort
+	addrs []netip.AddrPort
+	be    *keepBackend
+	ub    *dnstest.Unbound
 }
 
 // start runs res_policy, cdr and dns_firewall in a host against a real
@@ -107,7 +108,7 @@ func start(t *testing.T, fwConf string, upstreams ...netip.AddrPort) *fixture {
 		`{"type":"ADD_MALICIOUS","domain":"phish.example","category":8,"confidence":99}`,
 	}, "\n")+"\n")
 	write(t, dir, "res_policy.conf", "[general]\nseed_file = seed.jsonl\n[groups]\nfamily = 3\n")
-	write(t, dir, "subscribers.conf", "[general]\ndefault_group = default\n[home]\ngroup = family\nprefix = 127.0.0.1/32\n[other]\ngroup = default\nprefix = 127.0.0.3/32\n")
+	write(t, dir, "subscribers.conf", "[general]\ndefault_group = default\n[home]\ngroup = family\nprefix = 127.0.0.1/32\nprefix = ::1/128\n[other]\ngroup = default\nprefix = 127.0.0.3/32\n")
 	f := &fixture{dir: dir, be: &keepBackend{}}
 	if len(upstreams) == 0 {
 		f.ub = dnstest.StartUnbound(t, bigTXT()...)
@@ -135,10 +136,10 @@ func start(t *testing.T, fwConf string, upstreams ...netip.AddrPort) *fixture {
 	}
 	fw, _ := f.h.Instance(Name)
 	addrs := fw.(*Module).Addrs()
-	if len(addrs) != 1 {
-		t.Fatalf("bound %v, want one address", addrs)
+	if len(addrs) == 0 {
+		t.Fatal("no address bound")
 	}
-	f.addr = addrs[0]
+	f.addr, f.addrs = addrs[0], addrs
 	return f
 }
 
@@ -392,5 +393,25 @@ func TestReloadKeepsSockets(t *testing.T) {
 	r = dnstest.Dig(t, f.addr, "blocked.example", "TXT")
 	if r.Status != "NOERROR" || len(r.Answer) != 0 {
 		t.Errorf("blocked TXT with answer = address: %s %q, want NODATA", r.Status, r.Answer)
+	}
+}
+
+// TestIPv6AndSeveralAddresses: a second listen address on IPv6 loopback
+// serves the same answers, over UDP and TCP, with its own sockets.
+func TestIPv6AndSeveralAddresses(t *testing.T) {
+	f := start(t, "listen = [::1]:0\n")
+	if len(f.addrs) != 2 || !f.addrs[1].Addr().Is6() {
+		t.Fatalf("bound %v, want 127.0.0.1 and ::1", f.addrs)
+	}
+	for _, proto := range []string{"+notcp", "+tcp"} {
+		r := dnstest.Dig(t, f.addrs[1], "blocked.example", "AAAA", proto)
+		if r.Status != "NXDOMAIN" {
+			t.Errorf("%s over IPv6: %s\n%s", proto, r.Status, r.Raw)
+		}
+		r = dnstest.Dig(t, f.addrs[1], "allowed.example", "A", proto)
+		wantOne(t, "allowed over IPv6", r.Answer, "allowed.example. 300 IN A "+dnstest.AnyA)
+	}
+	if n := len(f.status(t).Sockets); n != 6 {
+		t.Errorf("%d sockets, want 6 (2 UDP + 1 TCP per address)", n)
 	}
 }

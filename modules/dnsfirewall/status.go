@@ -68,9 +68,10 @@ func (f *Firewall) Status() Status {
 	}
 	s.QPS = f.rate.Sample(s.Queries)
 	st := f.set.Load()
+	now := time.Now().UnixNano()
 	for _, u := range st.upstreams {
 		s.Upstreams = append(s.Upstreams, UpstreamStatus{
-			Addr: u.addr.String(), Up: u.up(st.downAfter),
+			Addr: u.addr.String(), Up: u.up(now, st),
 			Sent: u.sent.Load(), Answered: u.answered.Load(), Timeouts: u.timeouts.Load(), TCP: u.tcp.Load(), Errors: u.errors.Load(),
 			Latency: time.Duration(u.latency.Load()),
 		})

@@ -12,14 +12,17 @@ import (
 )
 
 // upstream is one resolver allowed queries are forwarded to, with its
-// health: after down_after answers missed in a row it is down, and only one
-// query per probe_interval is sent to it until one is answered.
+// health: after down_after answers missed in a row, with no answer from it
+// for a whole timeout, it is down, and only one query per probe_interval is
+// sent to it until one is answered. (Under load a few queries time out now
+// and then while hundreds are answered; those do not take it down.)
 type upstream struct {
 	addr  netip.AddrPort
 	uaddr *net.UDPAddr
 
-	fails     atomic.Int32 // timeouts in a row
-	lastProbe atomic.Int64 // unix ns of the last query sent while down
+	fails      atomic.Int32 // timeouts in a row
+	lastAnswer atomic.Int64 // unix ns of the last answer
+	lastProbe  atomic.Int64 // unix ns of the last query sent while down
 
 	sent     atomic.Uint64
 	answered atomic.Uint64
@@ -33,29 +36,33 @@ func newUpstream(ap netip.AddrPort) *upstream {
 	return &upstream{addr: ap, uaddr: net.UDPAddrFromAddrPort(ap)}
 }
 
-// up reports whether the upstream is in service.
-func (u *upstream) up(downAfter int32) bool { return u.fails.Load() < downAfter }
+// up reports whether the upstream is in service at now (unix ns).
+func (u *upstream) up(now int64, s *settings) bool {
+	return u.fails.Load() < s.downAfter || now-u.lastAnswer.Load() < int64(s.timeout)
+}
 
 // usable reports whether a query may go to u now: it is up, or it is down
 // and its probe is due (the caller's query is the probe).
-func (u *upstream) usable(now int64, downAfter int32, probe time.Duration) bool {
-	if u.up(downAfter) {
+func (u *upstream) usable(now int64, s *settings) bool {
+	if u.up(now, s) {
 		return true
 	}
 	last := u.lastProbe.Load()
-	return now-last >= int64(probe) && u.lastProbe.CompareAndSwap(last, now)
+	return now-last >= int64(s.probe) && u.lastProbe.CompareAndSwap(last, now)
 }
 
-// answeredIn records an answer that took d.
-func (u *upstream) answeredIn(d time.Duration) {
+// answer records an answer at now to a query sent at start (unix ns).
+func (u *upstream) answer(start, now int64) {
+	d := now - start
 	u.answered.Add(1)
 	u.fails.Store(0)
+	u.lastAnswer.Store(now)
 	old := u.latency.Load()
 	if old == 0 {
-		u.latency.Store(int64(d))
+		u.latency.Store(d)
 		return
 	}
-	u.latency.Store(old + (int64(d)-old)/16)
+	u.latency.Store(old + (d-old)/16)
 }
 
 // missed records a timeout.
@@ -87,7 +94,7 @@ func (s *settings) pick(now int64, prev *upstream) *upstream {
 	}
 	for i := 0; i < n; i++ {
 		u := s.upstreams[(start+i)%n]
-		if u != prev && u.usable(now, s.downAfter, s.probe) {
+		if u != prev && u.usable(now, s) {
 			return u
 		}
 	}
@@ -137,7 +144,7 @@ func (s *settings) exchange(msg []byte) ([]byte, error) {
 			lastErr = fmt.Errorf("upstream %s: %w", u.addr, err)
 			continue
 		}
-		u.answeredIn(time.Since(now))
+		u.answer(now.UnixNano(), time.Now().UnixNano())
 		return resp, nil
 	}
 	return nil, lastErr
