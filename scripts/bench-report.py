@@ -537,14 +537,15 @@ w(f"ROUNDS={meta.get('rounds')} DURATION={meta.get('dns_s', 10)} DOMAINS={meta.g
 w("```")
 w("")
 sq, dq = dv("switchboard", "max", "qps"), dv("dnsdist", "max", "qps")
-w("| peer | queries/s (median) | vs dnsdist | per round | avg latency ms | peer CPU-s | unbound CPU-s | p50 / p99 / p99.9 ms at fixed rate | lost at fixed rate |")
-w("|---|---:|---:|---|---:|---:|---:|---|---:|")
+w("| peer | queries/s (median) | vs dnsdist | per round | avg latency ms | SERVFAIL | peer CPU-s | unbound CPU-s | p50 / p99 / p99.9 ms at fixed rate | lost at fixed rate |")
+w("|---|---:|---:|---|---:|---:|---:|---:|---|---:|")
 for peer in ("dnsdist", "switchboard", "coredns"):
     q = dv(peer, "max", "qps")
     if not q:
         continue
     lat = " / ".join(f3(med(dv(peer, "rate", k))) for k in ("p50_ms", "p99_ms", "p999_ms"))
     w(f"| {peer} | {n0(med(q))} | {ratio(med(q), med(dq))} | {rounds(q)} | {f3(med(dv(peer, 'max', 'avg_ms')))} | "
+      f"{n0(sum(x for x in dv(peer, 'max', 'servfail') if x))} | "
       f"{n1(med(dv(peer, 'max', 'cpu_peer')))} | {n1(med(dv(peer, 'max', 'cpu_upstream')))} | {lat} | "
       f"{n0(sum(x for x in dv(peer, 'rate', 'lost') if x))} |")
 rate = dr.get(("switchboard", "rate"), [{}])[0].get("rate", "?")

@@ -2,9 +2,11 @@ package dnsfirewall
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/switchboard-dp/switchboard/modules/dataplane/dnsdecode"
 )
@@ -94,5 +96,36 @@ func TestFuzzCorpusKept(t *testing.T) {
 	ents, err := os.ReadDir(filepath.Join("testdata", "fuzz", "FuzzQuery"))
 	if err != nil || len(ents) < 5 {
 		t.Fatalf("testdata/fuzz/FuzzQuery: %d files, %v", len(ents), err)
+	}
+}
+
+// TestUpstreamHealth: timeouts in a row take an upstream down only when it
+// has not answered for a whole timeout; while down it gets one probe per
+// probe interval; an answer brings it back.
+func TestUpstreamHealth(t *testing.T) {
+	s := &settings{downAfter: 3, timeout: time.Second, probe: time.Second}
+	u := newUpstream(netip.MustParseAddrPort("127.0.0.1:53"))
+	s.upstreams = []*upstream{u}
+	now := time.Now().UnixNano()
+	u.answer(now-1000, now)
+	for range 5 {
+		u.missed()
+	}
+	if !u.up(now+int64(500*time.Millisecond), s) {
+		t.Error("down after timeouts although it answered 0.5 s ago")
+	}
+	later := now + int64(2*time.Second)
+	if u.up(later, s) {
+		t.Error("up after 5 timeouts and no answer for 2 s")
+	}
+	if s.pick(later, nil) != u {
+		t.Error("the first query after the probe interval is not sent as a probe")
+	}
+	if s.pick(later+1, nil) != nil {
+		t.Error("a second query within the probe interval went to a down upstream")
+	}
+	u.answer(later, later+1000)
+	if !u.up(later+2000, s) || s.pick(later+2000, nil) != u {
+		t.Error("not back in service after an answer")
 	}
 }
