@@ -18,6 +18,10 @@
 #      re-syncs of a 500k-domain group.
 #   4. pkt_engine vs dnscap on a 1M-query capture with a 300k-domain policy
 #      (scripts/bench-engine.sh; the capture is generated once and kept).
+#   4b. live capture under tcpreplay into a veth pair (the other end in a
+#      network namespace the script creates): pkt_engine's libpcap source,
+#      its AF_PACKET source and dnscap live; the highest rate each keeps
+#      under 0.1% loss (scripts/bench-live.sh; needs root).
 #   5. dns_firewall vs dnsdist under dnsperf on loopback, same unbound
 #      upstream, same 300k-domain block list, 5% blocked queries
 #      (scripts/bench-dns.sh).
@@ -156,6 +160,9 @@ section patterns pattern_bench
 # ---------------------------------------------------------------- engine
 section engine env N="$ENGINE_N" DOMAINS="$ENGINE_DOMAINS" RUNS="$ROUNDS" BENCH_DIR="$WORK/engine" \
 	bash scripts/bench-engine.sh
+
+# ---------------------------------------------------------------- live
+section live env BENCH_DIR="$WORK/live" bash scripts/bench-live.sh
 
 # ---------------------------------------------------------------- dns
 section dns env ROUNDS="$ROUNDS" DURATION="$DNS_S" DOMAINS="$ENGINE_DOMAINS" BENCH_DIR="$WORK/dns" \

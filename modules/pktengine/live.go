@@ -25,6 +25,10 @@ type LiveOptions struct {
 	// Timeout is the read timeout after which partly filled batches are
 	// handed over (default 50ms).
 	Timeout time.Duration
+	// Fanout is the number of AF_PACKET ring sockets (afpacket sources):
+	// one reader each, the kernel spreading flows over them (default
+	// runtime.NumCPU()).
+	Fanout int
 }
 
 type liveSource struct {

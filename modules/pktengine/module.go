@@ -88,7 +88,8 @@ func (c *Config) LiveOptions() LiveOptions {
 	if f == "" {
 		f = DefaultFilter(c.Ports)
 	}
-	return LiveOptions{Snaplen: c.Live.Snaplen, Promisc: c.Live.Promisc, Filter: f, BufferSize: c.Live.BufferSize, Timeout: c.Live.Timeout}
+	return LiveOptions{Snaplen: c.Live.Snaplen, Promisc: c.Live.Promisc, Filter: f, BufferSize: c.Live.BufferSize, Timeout: c.Live.Timeout,
+		Fanout: c.General.Workers}
 }
 
 // Validate parses dns_ports and cdr_actions and checks source.
@@ -110,8 +111,8 @@ func (c *Config) Validate(f *conf.File) error {
 	}
 	if src := c.General.Source; src != "" {
 		kind, arg, ok := strings.Cut(src, ":")
-		if !ok || arg == "" || (kind != "pcap" && kind != "file" && kind != "live") {
-			errs.At(f, "general", "source", "source %q: want pcap:<file> or live:<interface>", src)
+		if !ok || arg == "" || (kind != "pcap" && kind != "file" && kind != "live" && kind != "afpacket") {
+			errs.At(f, "general", "source", "source %q: want pcap:<file>, live:<interface> or afpacket:<interface>", src)
 		}
 	}
 	return errs.Err()

@@ -76,20 +76,23 @@ func (s *fileSource) ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, err
 }
 func (s *fileSource) Stats() pcapfile.Stats { return s.f.Stats() }
 
-// OpenSource opens a source from its configured form: "pcap:<file>" or
-// "live:<interface>".
+// OpenSource opens a source from its configured form: "pcap:<file>",
+// "live:<interface>" (libpcap) or "afpacket:<interface>" (AF_PACKET
+// TPACKET_V3 rings, live.Fanout sockets in a fanout group).
 func OpenSource(spec string, live LiveOptions) (Source, error) {
 	kind, arg, ok := strings.Cut(spec, ":")
 	if !ok || arg == "" {
-		return nil, fmt.Errorf("source %q: want pcap:<file> or live:<interface>", spec)
+		return nil, fmt.Errorf("source %q: want pcap:<file>, live:<interface> or afpacket:<interface>", spec)
 	}
 	switch kind {
 	case "pcap", "file":
 		return OpenFile(arg)
 	case "live":
 		return openLive(arg, live)
+	case "afpacket":
+		return openAFPacket(arg, live)
 	}
-	return nil, fmt.Errorf("source %q: unknown kind %q (want pcap or live)", spec, kind)
+	return nil, fmt.Errorf("source %q: unknown kind %q (want pcap, live or afpacket)", spec, kind)
 }
 
 // readerCounters are a source's counters, published by its reader in
@@ -175,6 +178,7 @@ type runningSource struct {
 	ended   atomic.Pointer[time.Time]
 	err     atomic.Pointer[string]
 	stopped atomic.Bool
+	readers atomic.Int32 // readers still running (one per part)
 }
 
 // Start reads src on a new goroutine until it ends, fails or is stopped.
@@ -191,21 +195,36 @@ func (e *Engine) Start(src Source, speed float64) (int, error) {
 		src.Close()
 		return 0, errors.New("pktengine: engine stopped")
 	}
-	dec, err := dnsdecode.New(src.LinkType(), dnsdecode.Options{Ports: e.opts.Ports})
-	if err != nil {
-		// A pcapng file whose first interface is of a link type not
-		// decoded may have others that are: its packets are counted.
-		if fs, ok := src.(*fileSource); !ok || fs.f.Format != "pcapng" {
-			src.Close()
-			return 0, err
+	parts := []Source{src}
+	if ps, ok := src.(partsSource); ok {
+		parts = ps.Parts()
+	}
+	decs := make([]*dnsdecode.Decoder, len(parts))
+	for i, p := range parts {
+		dec, err := dnsdecode.New(p.LinkType(), dnsdecode.Options{Ports: e.opts.Ports})
+		if err != nil {
+			// A pcapng file whose first interface is of a link type not
+			// decoded may have others that are: its packets are counted.
+			if fs, ok := src.(*fileSource); !ok || fs.f.Format != "pcapng" {
+				src.Close()
+				return 0, err
+			}
+			dec = nil
 		}
-		dec = nil
+		decs[i] = dec
 	}
 	e.nextID++
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &runningSource{id: e.nextID, name: src.Name(), speed: speed, started: time.Now(), cancel: cancel, done: make(chan struct{})}
 	e.sources[rs.id] = rs
-	go e.read(ctx, rs, src, dec)
+	rs.readers.Store(int32(len(parts)))
+	ds, _ := src.(dropStatser)
+	for i, p := range parts {
+		if i > 0 {
+			ds = nil // the first reader polls the source's drop counters
+		}
+		go e.read(ctx, rs, p, decs[i], ds)
+	}
 	return rs.id, nil
 }
 
@@ -325,13 +344,15 @@ func (r *reader) publish() {
 	}
 }
 
-func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *dnsdecode.Decoder) {
+// read is one reader of a source (of one part of a partsSource): it decodes
+// src's packets and hands their queries to the workers. The last reader
+// of a source to end retires it.
+func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *dnsdecode.Decoder, ds dropStatser) {
 	r := &reader{e: e, rs: rs, cur: make([]*batch, len(e.workers)), now: time.Now()}
 	var res dnsdecode.Result
 	var endErr error
 	var firstTS time.Time
 	var startWall time.Time
-	ds, _ := src.(dropStatser)
 	r.stats, _ = src.(readStatser)
 	linkOf := src.LinkType()
 	decoders := map[layers.LinkType]*dnsdecode.Decoder{linkOf: dec} // nil: not decoded
@@ -342,12 +363,17 @@ func (e *Engine) read(ctx context.Context, rs *runningSource, src Source, dec *d
 			r.pollDrops(ds)
 		}
 		src.Close()
-		now := time.Now()
-		rs.ended.Store(&now)
 		if endErr != nil {
 			msg := endErr.Error()
-			rs.err.Store(&msg)
-			e.log.Warn("packet source failed", "source", rs.name, "err", endErr)
+			rs.err.CompareAndSwap(nil, &msg)
+		}
+		if rs.readers.Add(-1) > 0 {
+			return
+		}
+		now := time.Now()
+		rs.ended.Store(&now)
+		if p := rs.err.Load(); p != nil {
+			e.log.Warn("packet source failed", "source", rs.name, "err", *p)
 		} else {
 			e.log.Info("packet source ended", "source", rs.name, "packets", rs.rc.packets.Load(), "queries", rs.rc.queries.Load(), "stopped", rs.stopped.Load())
 		}
