@@ -120,6 +120,16 @@ func New(opts Options, s *settings) (*Firewall, error) {
 	return f, nil
 }
 
+// socketBuffer is the receive and send buffer the firewall asks for on its
+// UDP sockets (the kernel caps it at net.core.rmem_max / wmem_max): the
+// default 208 KiB overflows under a burst while a worker is descheduled.
+const socketBuffer = 4 << 20
+
+func setBuffers(c *net.UDPConn) {
+	c.SetReadBuffer(socketBuffer)
+	c.SetWriteBuffer(socketBuffer)
+}
+
 // reusePort sets SO_REUSEPORT so each worker has its own socket on one
 // address and the kernel spreads clients across them.
 func reusePort(_, _ string, c syscall.RawConn) error {
@@ -145,6 +155,7 @@ func (f *Firewall) listen() error {
 				return fmt.Errorf("listen udp %s: %w", a, err)
 			}
 			conn := pc.(*net.UDPConn)
+			setBuffers(conn)
 			if port == 0 { // the first socket picks the port, the others share it
 				port = conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 			}
@@ -313,6 +324,7 @@ func newUDPWorker(f *Firewall, conn *net.UDPConn, id int) (*udpWorker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream socket: %w", err)
 	}
+	setBuffers(up)
 	w := &udpWorker{f: f, id: id, conn: conn, up: up, slots: make([]slot, f.opts.MaxInflight)}
 	w.bc, w.upb = newBatchConn(conn), newBatchConn(up)
 	for i := len(w.slots) - 1; i >= 0; i-- {

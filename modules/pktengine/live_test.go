@@ -18,35 +18,9 @@ import (
 // queries sent over UDP to a local port configured as a DNS port are
 // decoded and decided. Skipped without capture permission (CAP_NET_RAW).
 func TestLiveLoopback(t *testing.T) {
-	// A listener so the queries are delivered (not required for capture, but
-	// keeps the kernel from answering with ICMP port unreachable).
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
-	src, err := openLive("lo", LiveOptions{Filter: DefaultFilter([]uint16{port}), Timeout: 20 * time.Millisecond})
-	if err != nil {
-		if strings.Contains(err.Error(), "permitted") || strings.Contains(err.Error(), "permission") || strings.Contains(err.Error(), "No such device") {
-			t.Skipf("no live capture here: %v", err)
-		}
-		t.Fatal(err)
-	}
-	e, err := New(EngineOptions{Workers: 2, Ports: []uint16{port}, FlushAfter: time.Millisecond,
-		NewDecider: func() dataplane.Decider { return &fakeDecider{blocked: map[string]bool{"blocked.example": true}} }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	if _, err := e.Start(src, 0); err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("udp4", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	e, _, c := liveRun(t, func(port uint16) (Source, error) {
+		return openLive("lo", LiveOptions{Filter: DefaultFilter([]uint16{port}), Timeout: 20 * time.Millisecond})
+	})
 	const n = 20
 	deadline := time.Now().Add(10 * time.Second)
 	sent := 0
@@ -73,6 +47,42 @@ func TestLiveLoopback(t *testing.T) {
 	}
 }
 
+// liveRun starts an engine (two workers, the fake decider) reading the
+// source open returns for a fresh loopback UDP port, and returns the
+// engine and a client connected to that port. A listener holds the port so
+// the kernel delivers the queries instead of answering ICMP.
+func liveRun(t *testing.T, open func(port uint16) (Source, error)) (*Engine, Source, net.Conn) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+	src, err := open(port)
+	if err != nil {
+		if strings.Contains(err.Error(), "permitted") || strings.Contains(err.Error(), "permission") {
+			t.Skipf("no live capture here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	e, err := New(EngineOptions{Workers: 2, Ports: []uint16{port}, FlushAfter: time.Millisecond,
+		NewDecider: func() dataplane.Decider { return &fakeDecider{blocked: map[string]bool{"blocked.example": true}} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	if _, err := e.Start(src, 0); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("udp4", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return e, src, c
+}
+
 // dnsQuery returns a DNS query message for name and qtype: RD set, one
 // question of class IN, no EDNS.
 func dnsQuery(id uint16, name string, qtype uint16) []byte {
@@ -92,30 +102,9 @@ func dnsQuery(id uint16, name string, qtype uint16) []byte {
 // socket sees leaving the interface is filtered out, as libpcap does), the
 // source shows as one, and its kernel counters are read.
 func TestAFPacketLoopback(t *testing.T) {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
-	src, err := OpenSource("afpacket:lo", LiveOptions{Filter: DefaultFilter([]uint16{port}), Timeout: 20 * time.Millisecond, Fanout: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(EngineOptions{Workers: 2, Ports: []uint16{port}, FlushAfter: time.Millisecond,
-		NewDecider: func() dataplane.Decider { return &fakeDecider{blocked: map[string]bool{"blocked.example": true}} }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	if _, err := e.Start(src, 0); err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("udp4", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	e, src, c := liveRun(t, func(port uint16) (Source, error) {
+		return OpenSource("afpacket:lo", LiveOptions{Filter: DefaultFilter([]uint16{port}), Timeout: 20 * time.Millisecond, Fanout: 2})
+	})
 	// The rings may start a moment after Start: send until one query is
 	// seen. Then a marker (sinkholed): the packets of one flow are read by
 	// one ring and decided by one worker in order, so once the marker is

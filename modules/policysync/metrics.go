@@ -1,11 +1,13 @@
 package policysync
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-dp/switchboard/internal/metrics"
+	"github.com/switchboard-dp/switchboard/modules/respolicy"
 )
 
 var (
@@ -37,8 +39,15 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 	for t, n := range st.ByType {
 		out.CounterUint(descConsumed, n, t.String())
 	}
+	// Every reason from the start (at 0), so a dashboard or an alert on
+	// a reason has a series before the first reject.
+	for _, r := range respolicy.RejectReasons {
+		out.CounterUint(descRejected, st.Rejected[r], r)
+	}
 	for r, n := range st.Rejected {
-		out.CounterUint(descRejected, n, r)
+		if !slices.Contains(respolicy.RejectReasons, r) {
+			out.CounterUint(descRejected, n, r)
+		}
 	}
 	out.Gauge(descOpen, float64(len(st.Open)))
 	for tp, off := range st.Applied {

@@ -16,12 +16,13 @@ var (
 	descMessages   = prometheus.NewDesc("switchboard_policy_messages_total", "Policy messages applied, by source and type.", []string{"source", "type"}, nil)
 	descRejected   = prometheus.NewDesc("switchboard_policy_rejected_total", "Policy messages skipped, by source and reason.", []string{"source", "reason"}, nil)
 	descSwap       = prometheus.NewDesc("switchboard_policy_last_swap_seconds", "Time from the last SYNC_COMPLETE to its snapshot being active.", nil, nil)
+	descPublished  = prometheus.NewDesc("switchboard_policy_published_timestamp_seconds", "When the active snapshot was published (Unix time): time() minus it is the policy's age.", nil, nil)
 	descHSCompiled = prometheus.NewDesc("switchboard_policy_hyperscan_compiled_total", "Hyperscan databases compiled.", nil, nil)
 	descHSFreed    = prometheus.NewDesc("switchboard_policy_hyperscan_freed_total", "Hyperscan databases freed after every reader left them.", nil, nil)
 	descHSFailed   = prometheus.NewDesc("switchboard_policy_hyperscan_failed_total", "Hyperscan compiles that failed.", nil, nil)
 
 	descs = metrics.Descs{descGeneration, descEntries, descMalicious, descTableBytes, descSyncs, descSyncOpen,
-		descMessages, descRejected, descSwap, descHSCompiled, descHSFailed, descHSFreed}
+		descMessages, descRejected, descSwap, descPublished, descHSCompiled, descHSFailed, descHSFreed}
 )
 
 var _ prometheus.Collector = (*Module)(nil)
@@ -38,6 +39,7 @@ func (m *Module) Collect(ch chan<- prometheus.Metric) {
 	out := metrics.Sink(ch)
 	snap := s.Snapshot()
 	out.Gauge(descGeneration, float64(snap.Generation))
+	out.Gauge(descPublished, float64(snap.Published.UnixNano())/1e9)
 	for _, g := range snap.groups {
 		out.Gauge(descEntries, float64(g.Whitelist), g.Name, "whitelist")
 		out.Gauge(descEntries, float64(g.Blacklist), g.Name, "blacklist")

@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -318,5 +319,46 @@ func checkMetrics(t *testing.T, d *daemon, delivered int) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	checkDashboard(t, string(body))
+}
+
+// checkDashboard: every metric the sample Grafana dashboard queries is in
+// the running instance's /metrics.
+func checkDashboard(t *testing.T, metrics string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "samples", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("samples/grafana-dashboard.json: %v", err)
+	}
+	have := map[string]bool{}
+	for _, line := range strings.Split(metrics, "\n") {
+		if name, _, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
+			name, _, _ = strings.Cut(name, "{")
+			have[name] = true
+		}
+	}
+	queried := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range regexp.MustCompile(`switchboard_[a-z0-9_]+`).FindAllString(tg.Expr, -1) {
+				queried++
+				if !have[name] {
+					t.Errorf("dashboard panel %q queries %s, which the running instance does not export", p.Title, name)
+				}
+			}
+		}
+	}
+	if queried < 30 {
+		t.Errorf("the dashboard queries %d metrics; expected its panels to cover Kafka, CDRs, policy, packets and DNS", queried)
 	}
 }
