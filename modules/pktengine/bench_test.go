@@ -162,6 +162,7 @@ func newBenchEngine(tb testing.TB, bp *benchPolicy, workers int) *benchEngine {
 		Workers:     workers,
 		NewDecider:  func() dataplane.Decider { return dataplane.NewPolicyDecider(bp.pol.NewMatcher()) },
 		NewPoster:   func() dataplane.Poster { return ce.NewPoster() },
+		CDRActions:  decision.AllActions,
 		Subscribers: subscribers.NewHolder(tab),
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -38,8 +38,8 @@ type EngineOptions struct {
 	// Subscribers holds the subscriber table (default: everything in group
 	// "default", subscriber "unknown").
 	Subscribers *subscribers.Holder
-	// CDRActions are the actions that produce CDRs (default
-	// decision.AllActions).
+	// CDRActions are the actions that produce CDRs (the empty set: none;
+	// cdr_actions = none).
 	CDRActions decision.ActionSet
 	// Logger logs (default slog.Default()).
 	Logger *slog.Logger
@@ -87,9 +87,6 @@ func New(opts EngineOptions) (*Engine, error) {
 	}
 	if len(opts.Ports) == 0 {
 		opts.Ports = []uint16{53}
-	}
-	if opts.CDRActions == 0 {
-		opts.CDRActions = decision.AllActions
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

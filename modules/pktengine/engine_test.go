@@ -147,7 +147,7 @@ func TestEngineDecidesEveryQueryInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, 3, 0, subscribers.NewHolder(tab))
+	h := newHarness(t, 3, decision.AllActions, subscribers.NewHolder(tab))
 	path := writeCapture(t, capgen.Config{Queries: 3000, Seed: 5, Subscribers: 40, IPv6Share: 0.3, TCPShare: 0.1, Responses: true,
 		Blocked: []string{"0-google.com", "tracker.ads.example", "malware-c2.example.ru"}, BlockedShare: 0.5, MixedCaseShare: 0.2})
 	h.replay(t, path, 0)
@@ -209,10 +209,22 @@ func TestCDRActionsFilter(t *testing.T) {
 	}
 }
 
+// TestCDRActionsNone: cdr_actions = none (the empty set) posts no CDR and
+// counts every decision as skipped.
+func TestCDRActionsNone(t *testing.T) {
+	h := newHarness(t, 2, 0, nil)
+	path := writeCapture(t, capgen.Config{Queries: 300, Seed: 6, Subscribers: 20, Blocked: []string{"0-google.com"}, BlockedShare: 0.3})
+	h.replay(t, path, 0)
+	st := h.e.Status()
+	if st.CDRs != 0 || st.Skipped != st.Decided || st.Decided[decision.Allow]+st.Decided[decision.Block] != 300 {
+		t.Fatalf("cdrs %d decided %v skipped %v", st.CDRs, st.Decided, st.Skipped)
+	}
+}
+
 func TestReplayPace(t *testing.T) {
 	// 200 queries at 1000 packets/s: 0.2 s of capture time.
 	path := writeCapture(t, capgen.Config{Queries: 200, Seed: 7, PPS: 1000})
-	h := newHarness(t, 2, 0, nil)
+	h := newHarness(t, 2, decision.AllActions, nil)
 	start := time.Now()
 	h.replay(t, path, 1)
 	if d := time.Since(start); d < 180*time.Millisecond {
@@ -231,7 +243,7 @@ func TestReplayPace(t *testing.T) {
 func TestStopSource(t *testing.T) {
 	// 10 s of capture at speed 1: stop it early; what was read is decided.
 	path := writeCapture(t, capgen.Config{Queries: 1000, Seed: 8, PPS: 100})
-	h := newHarness(t, 2, 0, nil)
+	h := newHarness(t, 2, decision.AllActions, nil)
 	src, err := OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +285,7 @@ func TestMalformedCounted(t *testing.T) {
 		i++
 	}
 	os.WriteFile(path, data, 0o644)
-	h := newHarness(t, 2, 0, nil)
+	h := newHarness(t, 2, decision.AllActions, nil)
 	h.replay(t, path, 0)
 	st := h.e.Status()
 	if st.Totals.Reasons[dnsdecode.MalformedBadLabel] != 100 || st.Totals.Malformed() != 100 {
@@ -286,7 +298,7 @@ func TestMalformedCounted(t *testing.T) {
 
 func TestSubscriberSwapUnderTraffic(t *testing.T) {
 	holder := subscribers.NewHolder(nil)
-	h := newHarness(t, 2, 0, holder)
+	h := newHarness(t, 2, decision.AllActions, holder)
 	path := writeCapture(t, capgen.Config{Queries: 20000, Seed: 10, Subscribers: 100})
 	src, _ := OpenFile(path)
 	id, err := h.e.Start(src, 0)
@@ -330,7 +342,7 @@ func TestCloseDrainsAndClosesDeciders(t *testing.T) {
 	dec := &fakeDecider{blocked: map[string]bool{}, closed: &closed}
 	var mu sync.Mutex
 	var recs []gotCDR
-	e, err := New(EngineOptions{Workers: 3, NewDecider: func() dataplane.Decider { return dec }, NewPoster: func() dataplane.Poster { return &fakePoster{mu: &mu, recs: &recs} }})
+	e, err := New(EngineOptions{Workers: 3, NewDecider: func() dataplane.Decider { return dec }, NewPoster: func() dataplane.Poster { return &fakePoster{mu: &mu, recs: &recs} }, CDRActions: decision.AllActions})
 	if err != nil {
 		t.Fatal(err)
 	}

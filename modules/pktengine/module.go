@@ -183,7 +183,6 @@ func (m *Module) Start(ctx *core.Context) error {
 	if err != nil {
 		return err
 	}
-	e.SetCDRActions(cfg.CDRSet) // New reads an empty set as every action; cdr_actions = none is empty
 	ctx.Logger.Info("subscribers loaded", "table", m.subsNote)
 	m.ctx, m.policy, m.cdrEng, m.engine, m.started = ctx, pol, eng, e, time.Now()
 	if cfg.General.Source != "" {

@@ -64,7 +64,7 @@ func TestConfigErrors(t *testing.T) {
 // moduleWithFakes returns a Module whose engine uses the test fakes, as if
 // started.
 func moduleWithFakes(t *testing.T) (*Module, *harness) {
-	h := newHarness(t, 2, 0, nil)
+	h := newHarness(t, 2, decision.AllActions, nil)
 	return &Module{engine: h.e, cfg: &Config{}}, h
 }
 
