@@ -39,6 +39,9 @@ type Query struct {
 	Name []byte
 	// QType is the query type.
 	QType uint16
+	// Subscriber is IP's subscriber when the caller has looked it up
+	// already (in the table Shared holds); nil: Decide looks it up.
+	Subscriber *subscribers.Subscriber
 }
 
 // Decision is the part of a policy decision a CDR carries: res_policy's
@@ -94,13 +97,6 @@ func NewShared(subs *subscribers.Holder, cdrActions decision.ActionSet) *Shared 
 
 // Subscribers returns the holder of the subscriber table (Swap to reload).
 func (s *Shared) Subscribers() *subscribers.Holder { return s.subs }
-
-// Covers reports whether a subscriber prefix covers ip (whether ip is a
-// subscriber's address rather than one the table's default stands for).
-func (s *Shared) Covers(ip netip.Addr) bool {
-	t := s.subs.Load()
-	return t.Lookup(ip) != t.Default()
-}
 
 // SetCDRActions changes which actions produce CDRs; paths see it at their
 // next Decide.
@@ -168,7 +164,10 @@ func (p *Path) Decide(qs []Query, out []Result) {
 	groups, names, dec := p.groups[:n], p.names[:n], p.out[:n]
 	tab := p.sh.subs.Load()
 	for i := range qs {
-		s := tab.Lookup(qs[i].IP)
+		s := qs[i].Subscriber
+		if s == nil {
+			s = tab.Lookup(qs[i].IP)
+		}
 		out[i].Subscriber = s
 		groups[i] = s.Group
 		names[i] = qs[i].Name

@@ -71,9 +71,9 @@ func TestPathDecidesPostsAndCounts(t *testing.T) {
 	}
 	for i, w := range want {
 		r := res[i]
-		if r.Action != w.act || r.Subscriber.ID != w.sub || sh.Covers(qs[i].IP) != w.covered || r.Group != w.group {
+		if r.Action != w.act || r.Subscriber.ID != w.sub || (tab.Lookup(qs[i].IP) != tab.Default()) != w.covered || r.Group != w.group {
 			t.Errorf("query %d: got %v %s covered=%v group=%d, want %v %s covered=%v group=%d",
-				i, r.Action, r.Subscriber.ID, sh.Covers(qs[i].IP), r.Group, w.act, w.sub, w.covered, w.group)
+				i, r.Action, r.Subscriber.ID, tab.Lookup(qs[i].IP) != tab.Default(), r.Group, w.act, w.sub, w.covered, w.group)
 		}
 	}
 	if len(post.recs) != 2 {
@@ -109,6 +109,12 @@ func TestPathWithoutPosterCountsSkipped(t *testing.T) {
 		t.Errorf("counters %+v", c)
 	}
 	if res[0].Subscriber.ID != "unknown" {
+		t.Errorf("result %+v", res[0])
+	}
+	// A subscriber the caller looked up is used as given.
+	given := &subscribers.Subscriber{ID: "given", Group: "g"}
+	p.Decide([]Query{{IP: netip.MustParseAddr("::1"), Name: []byte("a.example"), Subscriber: given}}, res)
+	if res[0].Subscriber != given {
 		t.Errorf("result %+v", res[0])
 	}
 }

@@ -41,7 +41,7 @@ func WriteStatus(w io.Writer, st Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	var socks []string
 	for _, s := range st.Sockets {
-		socks = append(socks, s.Proto+" "+s.Addr)
+		socks = append(socks, s.Proto+" "+s.Addr.String())
 	}
 	fmt.Fprintf(tw, "Sockets:\t%d\t%s\n", len(st.Sockets), strings.Join(compact(socks), ", "))
 	fmt.Fprintf(tw, "Queries/s:\t%.0f\t(last interval)\n", st.QPS)

@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-dp/switchboard/internal/lograte"
 	"github.com/switchboard-dp/switchboard/modules/dataplane"
 	"github.com/switchboard-dp/switchboard/modules/dataplane/dnsdecode"
+	"github.com/switchboard-dp/switchboard/modules/dataplane/subscribers"
 	"github.com/switchboard-dp/switchboard/modules/respolicy/decision"
 )
 
@@ -165,7 +166,7 @@ func (f *Firewall) listen() error {
 				return err
 			}
 			f.workers = append(f.workers, w)
-			f.sockets = append(f.sockets, SocketStatus{Proto: "udp", Addr: conn.LocalAddr().String(), Worker: w.id})
+			f.sockets = append(f.sockets, SocketStatus{Proto: "udp", Addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), Worker: w.id})
 		}
 		if f.opts.TCP {
 			l, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ap.Addr(), port).String())
@@ -176,7 +177,7 @@ func (f *Firewall) listen() error {
 				f.tcpSide = newTCPSide(f)
 			}
 			f.tcp = append(f.tcp, &tcpServer{f: f, l: l, conns: map[net.Conn]struct{}{}})
-			f.sockets = append(f.sockets, SocketStatus{Proto: "tcp", Addr: l.Addr().String(), Worker: -1})
+			f.sockets = append(f.sockets, SocketStatus{Proto: "tcp", Addr: l.Addr().(*net.TCPAddr).AddrPort(), Worker: -1})
 		}
 	}
 	return nil
@@ -233,18 +234,20 @@ func (f *Firewall) Swap(s *settings) {
 func (f *Firewall) Addrs() []SocketStatus { return f.sockets }
 
 // admit applies the rate limit and the subscriber check to a query from
-// ip. It returns the kind of a query that is not decided, or ok.
-func (f *Firewall) admit(ip netip.Addr, now int64) (kind, bool) {
+// ip, with tab the subscriber table of the burst. It returns the query's
+// subscriber, or the kind of a query that is not decided and false.
+func (f *Firewall) admit(tab *subscribers.Table, ip netip.Addr, now int64) (*subscribers.Subscriber, kind, bool) {
 	if f.rl != nil && !f.rl.allow(ip, now) {
-		return kDropRate, false
+		return nil, kDropRate, false
 	}
-	if f.opts.Unknown != "allow" && !f.opts.Shared.Covers(ip) {
+	sub := tab.Lookup(ip)
+	if f.opts.Unknown != "allow" && sub == tab.Default() {
 		if f.opts.Unknown == "drop" {
-			return kDropUnknown, false
+			return nil, kDropUnknown, false
 		}
-		return kRefused, false
+		return nil, kRefused, false
 	}
-	return 0, true
+	return sub, 0, true
 }
 
 // respond builds the answer of a decided query into dst, or returns nil
@@ -376,12 +379,13 @@ func (w *udpWorker) readClients() {
 		now := time.Now()
 		nowNS, nowMS := now.UnixNano(), now.UnixMilli()
 		st := w.f.set.Load()
+		tab := w.f.opts.Shared.Subscribers().Load()
 		out, qs, fwd = out[:0], qs[:0], fwd[:0]
 		np := 0
+		w.c.queries.Add(uint64(got))
 		for i := 0; i < got; i++ {
 			m := &ms[i]
 			msg := m.Buffers[0][:m.N]
-			w.c.queries.Add(1)
 			p := &pend[np]
 			v, reason := parse(dec, &dr, msg, &p.q)
 			switch v {
@@ -402,7 +406,8 @@ func (w *udpWorker) readClients() {
 				continue
 			}
 			ip := addrOf(m.Addr)
-			if k, ok := w.f.admit(ip, nowNS); !ok {
+			sub, k, ok := w.f.admit(tab, ip, nowNS)
+			if !ok {
 				w.c.count(k)
 				if k == kRefused {
 					out = append(out, ipv4.Message{Buffers: [][]byte{rcodeOnly(outBufs[len(out)], msg, &p.q, rcodeRefused)}, Addr: m.Addr})
@@ -412,7 +417,7 @@ func (w *udpWorker) readClients() {
 			nl := copy(p.name[:], p.q.name)
 			p.q.name = p.name[:nl]
 			p.msg = i
-			qs = append(qs, dataplane.Query{TS: nowMS, IP: ip, Name: p.q.name, QType: p.q.qtype})
+			qs = append(qs, dataplane.Query{TS: nowMS, IP: ip, Name: p.q.name, QType: p.q.qtype, Subscriber: sub})
 			np++
 		}
 		if np > 0 {

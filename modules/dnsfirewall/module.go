@@ -147,7 +147,7 @@ func (m *Module) Start(ctx *core.Context) error {
 	m.fw = fw
 	var addrs []string
 	for _, s := range fw.Addrs() {
-		addrs = append(addrs, s.Proto+"/"+s.Addr)
+		addrs = append(addrs, s.Proto+"/"+s.Addr.String())
 	}
 	ctx.Logger.Info("serving DNS", "sockets", len(addrs), "addresses", slices.Compact(addrs), "upstreams", len(cfg.Servers), "subscribers", m.note)
 	return nil
@@ -220,10 +220,8 @@ func (m *Module) Addrs() []netip.AddrPort {
 	}
 	var out []netip.AddrPort
 	for _, s := range fw.Addrs() {
-		if s.Proto == "udp" {
-			if ap, err := netip.ParseAddrPort(s.Addr); err == nil && !slices.Contains(out, ap) {
-				out = append(out, ap)
-			}
+		if s.Proto == "udp" && !slices.Contains(out, s.Addr) {
+			out = append(out, s.Addr)
 		}
 	}
 	return out

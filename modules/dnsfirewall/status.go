@@ -1,6 +1,7 @@
 package dnsfirewall
 
 import (
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -10,7 +11,7 @@ import (
 // SocketStatus is one bound socket.
 type SocketStatus struct {
 	Proto  string // "udp" or "tcp"
-	Addr   string
+	Addr   netip.AddrPort
 	Worker int // the UDP socket's worker; -1 for TCP
 }
 

@@ -158,7 +158,8 @@ func (s *tcpSide) answer(msg []byte, ip netip.Addr, dst []byte) []byte {
 		s.c.count(kNotImp)
 		return rcodeOnly(dst, msg, &q, rcodeNotImp)
 	}
-	if k, ok := s.f.admit(ip, now.UnixNano()); !ok {
+	sub, k, ok := s.f.admit(s.f.opts.Shared.Subscribers().Load(), ip, now.UnixNano())
+	if !ok {
 		s.mu.Unlock()
 		s.c.count(k)
 		if k == kRefused {
@@ -166,7 +167,7 @@ func (s *tcpSide) answer(msg []byte, ip netip.Addr, dst []byte) []byte {
 		}
 		return nil
 	}
-	s.qs[0] = dataplane.Query{TS: now.UnixMilli(), IP: ip, Name: q.name, QType: q.qtype}
+	s.qs[0] = dataplane.Query{TS: now.UnixMilli(), IP: ip, Name: q.name, QType: q.qtype, Subscriber: sub}
 	s.path.Decide(s.qs[:], s.res[:])
 	s.qs[0].Name = nil
 	d := s.res[0].Decision

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/gopacket"
@@ -56,18 +57,9 @@ var outgoingFilter = func() []bpf.RawInstruction {
 	return raw
 }()
 
-// afFanoutID returns a fanout group id of this process (ids are global to
-// the network namespace).
-var afFanoutID = func() func() uint16 {
-	var mu sync.Mutex
-	next := uint16(os.Getpid())
-	return func() uint16 {
-		mu.Lock()
-		defer mu.Unlock()
-		next++
-		return next
-	}
-}()
+// afFanouts numbers this process's fanout groups; a group's id is that
+// number plus the pid, since ids are global to the network namespace.
+var afFanouts atomic.Uint32
 
 func openAFPacket(iface string, o LiveOptions) (Source, error) {
 	if o.Snaplen <= 0 {
@@ -106,7 +98,7 @@ func openAFPacket(iface string, o LiveOptions) (Source, error) {
 	}
 	blocks := max(total/block, 4)
 	s := &afSource{name: fmt.Sprintf("%s (fanout %d)", name, n)}
-	id := afFanoutID()
+	id := uint16(os.Getpid()) + uint16(afFanouts.Add(1))
 	for i := 0; i < n; i++ {
 		h, err := afpacket.NewTPacket(afpacket.OptInterface(iface), afpacket.TPacketVersion3,
 			afpacket.OptFrameSize(frame), afpacket.OptBlockSize(block), afpacket.OptNumBlocks(blocks),
