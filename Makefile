@@ -71,8 +71,8 @@ $(DEMO_DIR)/demo.pcap: $(LIST_FILES) $(CAPTURE_SOURCES)
 # pipeline vs raw produce, policy hash tier vs Go map, pkt_engine vs dnscap, dns_firewall vs
 # dnsdist and CoreDNS under dnsperf) on its own real broker (always stopped), ROUNDS rounds
 # (default 3), medians and ratios -> BENCHMARKS.md.
-# Counts and other knobs: see scripts/bench-all.sh. About 15 minutes on an idle 2-core machine,
-# and 4 more the first time (CoreDNS is built once into ~/.cache/switchboard-bench).
+# Counts and other knobs: see scripts/bench-all.sh. 16–18 minutes on the 2-core VM (three runs),
+# plus the first time a CoreDNS build (once, into ~/.cache/switchboard-bench).
 BENCH_KAFKA_DIR ?= /tmp/switchboard-bench-kafka
 bench:
 	BENCH_KAFKA_DIR=$(BENCH_KAFKA_DIR) bash scripts/bench-all.sh

@@ -33,7 +33,7 @@
 # after the Kafka sections (so that it does not compete for the CPU in the
 # CPU-bound ones) and, whatever happens, on exit.
 #
-# Environment (defaults: about 5 minutes on an idle 2-core machine, more when
+# Environment (defaults: 16–18 minutes on the 2-core VM in three runs, more when
 # it is loaded; the budget is 25 minutes):
 #   ROUNDS                 rounds per comparison (3)
 #   BENCH_PRODUCE_N        messages per client and round (3000000: ~3 s per

@@ -21,7 +21,7 @@
 #     backend registered: each CDR is built and counted, not written).
 #   - dnsdist 1.7: setLocal, newServer, the SuffixMatchNode rule.
 #   - CoreDNS (the Go peer), when it builds from the Go module proxy
-#     (COREDNS_VERSION; built once into $COREDNS_BIN_DIR, ~4 min): the list as
+#     (COREDNS_VERSION; built once into $COREDNS_BIN_DIR): the list as
 #     the zones of one server block answering NXDOMAIN (template ANY ANY .),
 #     everything else forwarded; COREDNS=0 leaves it out.
 # Each round, with the peers' order alternating round by round:
